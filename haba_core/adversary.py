@@ -1,0 +1,91 @@
+"""Adversarial contrastive constraint (paper Sec. 3.2, Eq. 3–6).
+
+An adversary F (a copy of the distillation architecture with its own SGD optimiser) learns
+L_F = λ_con·L_con + λ_task·L_task on composed images, pulling together features of the same basis
+through different hallucinators (supervised contrastive; same-class samples are positives too).
+The synthetic set in turn minimises L_cos, the cosine similarity of F's features for two different
+hallucinators applied to the same basis, which pushes hallucinators apart.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def supervised_contrastive_loss(features: Tensor, labels: Tensor, temperature: float = 0.1,
+                                groups: Tensor | None = None) -> Tensor:
+    """SupCon loss (Khosla et al.): positives share a label, or share a ``groups`` id (same basis).
+
+    ``features`` (N, D) are L2-normalised inside. Anchors without any positive are ignored.
+    """
+    z = F.normalize(features, dim=1)
+    n = z.shape[0]
+    logits = z @ z.t() / temperature
+    self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
+    logits = logits.masked_fill(self_mask, float("-inf"))
+    pos = labels.view(-1, 1) == labels.view(1, -1)
+    if groups is not None:
+        pos = pos | (groups.view(-1, 1) == groups.view(1, -1))
+    pos = pos & ~self_mask
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    n_pos = pos.sum(1)
+    has = n_pos > 0
+    if not bool(has.any()):
+        return features.sum() * 0.0
+    mean_log_prob_pos = log_prob.masked_fill(~pos, 0.0).sum(1)[has] / n_pos[has]
+    return -mean_log_prob_pos.mean()
+
+
+def pairwise_cosine_loss(features: Tensor, basis_index: Tensor, hallucinator_index: Tensor) -> Tensor:
+    """Mean cosine similarity of features of the same basis through different hallucinators (Eq. 5)."""
+    z = F.normalize(features, dim=1)
+    same_basis = basis_index.view(-1, 1) == basis_index.view(1, -1)
+    diff_h = hallucinator_index.view(-1, 1) != hallucinator_index.view(1, -1)
+    mask = same_basis & diff_h
+    if not bool(mask.any()):
+        return features.sum() * 0.0
+    sim = z @ z.t()
+    return sim[mask].mean()
+
+
+class Adversary:
+    """The feature extractor F with its optimiser; ``step`` trains it on detached composed images."""
+
+    def __init__(self, network: nn.Module, lr: float = 0.001, momentum: float = 0.5,
+                 lambda_con: float = 0.1, lambda_task: float = 1.0, temperature: float = 0.1):
+        self.network = network
+        self.optimizer = torch.optim.SGD(network.parameters(), lr=lr, momentum=momentum)
+        self.lambda_con, self.lambda_task, self.temperature = lambda_con, lambda_task, temperature
+
+    def features(self, images: Tensor) -> Tensor:
+        return self.network(images, return_features=True)[1]
+
+    def loss(self, images: Tensor, labels: Tensor, basis_index: Tensor) -> Tensor:
+        logits, feats = self.network(images, return_features=True)
+        total = images.new_zeros(())
+        if self.lambda_con:
+            total = total + self.lambda_con * supervised_contrastive_loss(feats, labels, self.temperature,
+                                                                          groups=basis_index)
+        if self.lambda_task:
+            total = total + self.lambda_task * F.cross_entropy(logits, labels)
+        return total
+
+    def step(self, images: Tensor, labels: Tensor, basis_index: Tensor) -> float:
+        """One update of F on L_F = λ_con·L_con + λ_task·L_task; returns the loss."""
+        if not (self.lambda_con or self.lambda_task):
+            return 0.0
+        self.network.train()
+        loss = self.loss(images.detach(), labels, basis_index)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def state_dict(self) -> dict:
+        return {"network": self.network.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.network.load_state_dict(state["network"])
+        self.optimizer.load_state_dict(state["optimizer"])

@@ -1,0 +1,7 @@
+"""Data loading: every supported data set as one in-memory :class:`ImageDataset` split."""
+
+from .dataset import ImageDataset
+from .paths import default_cache_dir, default_data_root
+from .registry import KNOWN_DATASETS, NORMALIZATION, load_dataset
+
+__all__ = ["ImageDataset", "KNOWN_DATASETS", "NORMALIZATION", "default_cache_dir", "default_data_root", "load_dataset"]

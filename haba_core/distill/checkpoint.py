@@ -1,0 +1,35 @@
+"""Periodic, atomic checkpoints of a distillation run (pickle-free)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..atomic import atomic_dir
+from ..errors import ConfigError
+from ..state_io import load_state, save_state
+
+# Config fields that may differ between the interrupted run and its resumption.
+RESUMABLE_DIFFERENCES = {"iterations", "checkpoint_dir", "checkpoint_every", "device"}
+
+
+def save_checkpoint(directory: str | Path, state: dict[str, Any]) -> None:
+    """Replace ``directory`` with a checkpoint of ``state`` in one atomic step."""
+    with atomic_dir(directory) as tmp:
+        save_state(tmp, "state", state)
+
+
+def load_checkpoint(directory: str | Path) -> dict[str, Any]:
+    return load_state(directory, "state")
+
+
+def has_checkpoint(directory: str | Path | None) -> bool:
+    return directory is not None and (Path(directory) / "state.json").exists()
+
+
+def check_compatible(saved: dict[str, Any], current: dict[str, Any]) -> None:
+    """Refuse to resume with a configuration that changes the result."""
+    diffs = sorted(k for k in set(saved) | set(current)
+                   if k not in RESUMABLE_DIFFERENCES and saved.get(k) != current.get(k))
+    if diffs:
+        raise ConfigError(f"cannot resume: the checkpoint was made with different settings for {', '.join(diffs)}")

@@ -1,0 +1,124 @@
+"""DistillConfig: every knob of a distillation run, as one dataclass tree."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from typing import Any
+
+from ..errors import ConfigError
+from ..factorization import HallucinatorConfig, check_parameterization
+from ..objectives import DCConfig, DMConfig, MTTConfig, check_objective
+
+# Learning rates of the synthetic data per objective, from the DC / DM / MTT code (SGD, momentum 0.5).
+DEFAULT_LR_BASES = {"dc": 0.1, "dsa": 0.1, "dm": 1.0, "mtt": 100.0}
+
+
+@dataclass
+class DistillConfig:
+    """Configuration of :func:`haba_core.distill`.
+
+    Budget: ``ipc`` (images per class, converted by :func:`haba_core.budget.plan_budget`) or ``bpc``
+    (explicit bases per class, with ``hallucinators``). Loss weights follow the paper (Tab. 13);
+    setting a λ to 0 switches that term off (Tab. 4 ablation).
+    """
+
+    objective: str = "dm"
+    parameterization: str = "haba"
+    ipc: int | None = 2
+    bpc: int | None = None
+    hallucinators: int = 5
+    budget_rule: str = "exact"
+    hallucinator: HallucinatorConfig = field(default_factory=HallucinatorConfig)
+    basis_channels: int | None = None
+    downsample: int | None = None
+    per_class_hallucinators: bool = False
+    basis_init: str = "real"
+
+    lambda_dd: float = 1.0
+    lambda_cos: float = 0.1
+    lambda_con: float = 0.1
+    lambda_task: float = 1.0
+    temperature: float = 0.1
+    hallucinators_per_step: int = 2
+    bases_per_step: int | None = None
+
+    lr_bases: float | None = None
+    lr_hallucinators: float | None = None
+    lr_affine: float | None = None
+    momentum: float = 0.5
+    hallucinator_optimizer: str = "sgd"
+    lr_adversary: float = 0.001
+    adversary_steps: int = 1
+
+    iterations: int = 1000
+    network: str = "ConvNet"
+    net_width: int = 128
+    net_depth: int = 3
+    net_norm: str = "instancenorm"
+    dsa: bool | None = None
+    zca: bool = False
+    zca_regularization: float = 0.1
+
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_dir: str | None = None
+    checkpoint_every: int = 100
+
+    dm: DMConfig = field(default_factory=DMConfig)
+    dc: DCConfig = field(default_factory=DCConfig)
+    mtt: MTTConfig = field(default_factory=MTTConfig)
+
+    def validate(self) -> "DistillConfig":
+        self.objective = check_objective(self.objective)
+        self.parameterization = check_parameterization(self.parameterization)
+        self.hallucinator.validate()
+        if self.iterations < 0:
+            raise ConfigError("iterations must be >= 0")
+        if self.basis_init not in ("real", "noise"):
+            raise ConfigError(f"basis_init must be real|noise, got {self.basis_init!r}")
+        if self.hallucinator_optimizer not in ("sgd", "adam"):
+            raise ConfigError("hallucinator_optimizer must be sgd|adam")
+        if self.hallucinators_per_step < 1 or self.adversary_steps < 0:
+            raise ConfigError("hallucinators_per_step must be >= 1 and adversary_steps >= 0")
+        if self.checkpoint_every < 1:
+            raise ConfigError("checkpoint_every must be >= 1")
+        return self
+
+    @property
+    def factorized(self) -> bool:
+        return self.parameterization in ("haba", "idc-haba")
+
+    @property
+    def use_dsa(self) -> bool:
+        if self.objective == "dsa":
+            return True
+        if self.dsa is None:
+            return self.objective in ("dm", "mtt")  # as in the DM and MTT papers
+        return bool(self.dsa)
+
+    @property
+    def resolved_lr_bases(self) -> float:
+        return self.lr_bases if self.lr_bases is not None else DEFAULT_LR_BASES[self.objective]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DistillConfig":
+        """Build from a (possibly nested) dict; unknown keys raise :class:`ConfigError`."""
+        return _from_dict(cls, data, "")
+
+
+def _from_dict(kind: type, data: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(kind)}
+    kwargs = {}
+    defaults = kind()
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(f"unknown configuration key {where}{key!r}; known: {', '.join(sorted(known))}")
+        current = getattr(defaults, key)
+        if is_dataclass(current) and isinstance(value, dict):
+            kwargs[key] = _from_dict(type(current), value, f"{where}{key}.")
+        else:
+            kwargs[key] = value
+    return kind(**kwargs)

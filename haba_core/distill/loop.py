@@ -1,0 +1,270 @@
+"""The distillation loop (paper Alg. 1) shared by every objective and parameterization."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..adversary import Adversary, pairwise_cosine_loss
+from ..augment import DSA
+from ..budget import Plan, plan_budget
+from ..data import ImageDataset
+from ..errors import ConfigError, DistillationInterrupted, NonFiniteLossError
+from ..factorization import SyntheticSet
+from ..factorized import FactorizedDataset
+from ..networks import get_network
+from ..objectives import (DCObjective, DMObjective, DSAObjective, MTTObjective, Objective, ObjectiveContext,
+                          RealPool, seeded_network)
+from ..preprocess import Preprocessor
+from ..runtime import resolve_device, set_seed
+from .checkpoint import check_compatible, has_checkpoint, load_checkpoint, save_checkpoint
+from .config import DistillConfig
+
+StepCallback = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class StepLosses:
+    dd: float
+    cos: float
+    adversary: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {"dd": self.dd, "cos": self.cos, "adv": self.adversary}
+
+
+def network_factory(config: DistillConfig, image_shape: tuple[int, int, int], num_classes: int,
+                    device: torch.device, init_state: dict[str, Tensor] | None = None):
+    """A function ``generator -> network`` building the distillation architecture reproducibly."""
+    kwargs = {}
+    if config.network.lower().startswith("convnet"):
+        kwargs = {"width": config.net_width, "depth": config.net_depth, "norm": config.net_norm}
+        if config.network.lower() in ("convnetd4", "convnetd5"):
+            kwargs.pop("depth")
+
+    def build() -> nn.Module:
+        net = get_network(config.network, image_shape[0], num_classes, image_shape[1], **kwargs)
+        if init_state is not None:
+            net.load_state_dict(init_state)
+        return net
+
+    return lambda generator: seeded_network(build, generator, device)
+
+
+def initial_bases(pool: RealPool, plan: Plan, num_classes: int, how: str, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Bases from random real images of each class (resized / channel-averaged to the basis shape), or noise.
+
+    A class with fewer real images than bases reuses images (sampled with replacement) plus a little noise.
+    """
+    c_b, h_b, w_b = plan.basis_shape
+    chunks, labels = [], []
+    for c in range(num_classes):
+        if how == "noise":
+            chunks.append(torch.randn((plan.bpc, c_b, h_b, w_b), generator=generator))
+        else:
+            idx = pool.by_class[c]
+            if idx.numel() == 0:
+                chunks.append(torch.randn((plan.bpc, c_b, h_b, w_b), generator=generator))
+            else:
+                if idx.numel() >= plan.bpc:
+                    pick = torch.randperm(idx.numel(), generator=generator)[: plan.bpc]
+                    extra = torch.zeros(())
+                else:
+                    pick = torch.randint(idx.numel(), (plan.bpc,), generator=generator)
+                    extra = 0.05 * torch.randn((plan.bpc, 1, 1, 1), generator=generator)
+                imgs = pool.images[idx[pick.to(idx.device)]].detach().cpu().float()
+                if imgs.shape[1] != c_b:
+                    imgs = imgs.mean(1, keepdim=True).expand(-1, c_b, -1, -1)
+                if tuple(imgs.shape[-2:]) != (h_b, w_b):
+                    imgs = F.interpolate(imgs, size=(h_b, w_b), mode="area")
+                chunks.append(imgs + extra)
+        labels.append(torch.full((plan.bpc,), c, dtype=torch.long))
+    return torch.cat(chunks).contiguous(), torch.cat(labels)
+
+
+def _optimizer_groups(config: DistillConfig, synth: SyntheticSet, objective: Objective) -> list[torch.optim.Optimizer]:
+    lr_b = config.resolved_lr_bases
+    opts: list[torch.optim.Optimizer] = [torch.optim.SGD([synth.bases], lr=lr_b, momentum=config.momentum)]
+    if synth.hallucinators is not None:
+        lr_h = config.lr_hallucinators if config.lr_hallucinators is not None else lr_b
+        lr_a = config.lr_affine if config.lr_affine is not None else lr_h
+        groups = [{"params": synth.hallucinators.conv_parameters(), "lr": lr_h},
+                  {"params": synth.hallucinators.affine_parameters(), "lr": lr_a}]
+        if config.hallucinator_optimizer == "adam":
+            opts.append(torch.optim.Adam(groups))
+        else:
+            opts.append(torch.optim.SGD(groups, momentum=config.momentum))
+    extra = objective.extra_parameters()
+    if extra:
+        opts.append(torch.optim.SGD(extra, lr=config.mtt.lr_lr, momentum=0.5))
+    return opts
+
+
+def build_objective(config: DistillConfig, ctx: ObjectiveContext, trajectories=None) -> Objective:
+    if config.objective == "dm":
+        return DMObjective(ctx, config.dm)
+    if config.objective == "dc":
+        return DCObjective(ctx, config.dc)
+    if config.objective == "dsa":
+        return DSAObjective(ctx, config.dc)
+    return MTTObjective(ctx, config.mtt, trajectories)
+
+
+def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
+            on_step: StepCallback | None = None, network_init: dict[str, Tensor] | None = None,
+            trajectories: list[Tensor] | None = None, preprocessor: Preprocessor | None = None,
+            should_stop: Callable[[], bool] | None = None) -> FactorizedDataset:
+    """Distil ``train`` into a :class:`FactorizedDataset` (paper Alg. 1 with the chosen L_DD).
+
+    ``resume`` continues from ``config.checkpoint_dir`` (bit-identical on CPU). ``on_step(it, losses)``
+    is called after every iteration. ``network_init`` starts every distillation/adversary network from
+    given weights (federated refinement); ``preprocessor`` reuses a fitted normalisation/ZCA.
+    A NaN/inf loss raises :class:`NonFiniteLossError` and leaves the last good checkpoint in place.
+    When ``should_stop()`` turns true (e.g. after Ctrl-C) the run checkpoints after the current iteration
+    and raises :class:`DistillationInterrupted`.
+    """
+    config.validate()
+    device = resolve_device(config.device)
+    generator = set_seed(config.seed)
+    num_classes = train.num_classes
+    image_shape = tuple(train.image_shape)
+    t0 = time.perf_counter()
+
+    pre = preprocessor or Preprocessor.fit(train.images, train.mean, train.std, config.zca, config.zca_regularization)
+    pre.to(device)
+    real_images = pre(train.images.to(device))
+    pool = RealPool(real_images, train.labels.to(device), num_classes)
+
+    extra = 1 if config.objective == "mtt" else 0
+    plan = plan_budget(image_shape=image_shape, num_classes=num_classes, parameterization=config.parameterization,
+                       ipc=config.ipc if config.bpc is None else None, bpc=config.bpc,
+                       hallucinators=config.hallucinators, hallucinator=config.hallucinator,
+                       basis_channels=config.basis_channels, downsample=config.downsample,
+                       per_class_hallucinators=config.per_class_hallucinators, rule=config.budget_rule, extra=extra)
+    bases, labels = initial_bases(pool, plan, num_classes, config.basis_init, generator)
+    synth = SyntheticSet(bases, labels, image_shape, num_classes, plan.num_hallucinators, config.hallucinator,
+                         plan.per_class_hallucinators, generator=generator).to(device)
+
+    make_network = network_factory(config, image_shape, num_classes, device, network_init)
+    dsa = DSA() if config.use_dsa else None
+    ctx = ObjectiveContext(pool, num_classes, image_shape, make_network, dsa, device)
+    objective = build_objective(config, ctx, trajectories)
+    optimizers = _optimizer_groups(config, synth, objective)
+    adversary = None
+    if synth.is_factorized and (config.lambda_cos or config.lambda_con or config.lambda_task):
+        adversary = Adversary(make_network(generator), config.lr_adversary, lambda_con=config.lambda_con,
+                              lambda_task=config.lambda_task, temperature=config.temperature)
+
+    start = 0
+    history: list[dict[str, float]] = []
+    cfg_dict = config.to_dict()
+    if resume:
+        if not has_checkpoint(config.checkpoint_dir):
+            raise ConfigError(f"nothing to resume: no checkpoint in {config.checkpoint_dir}")
+        state = load_checkpoint(config.checkpoint_dir)
+        check_compatible(state["config"], cfg_dict)
+        synth.load_state_dict(state["synthetic"])
+        for opt, s in zip(optimizers, state["optimizers"]):
+            opt.load_state_dict(s)
+        if adversary is not None:
+            adversary.load_state_dict(state["adversary"])
+        objective.load_state_dict(state["objective"])
+        generator.set_state(state["generator"])
+        start = int(state["iteration"])
+        history = list(state.get("history", []))
+
+    def snapshot(iteration: int) -> dict:
+        return {"iteration": iteration, "config": cfg_dict, "synthetic": synth.state_dict(),
+                "optimizers": [o.state_dict() for o in optimizers],
+                "adversary": adversary.state_dict() if adversary is not None else None,
+                "objective": objective.state_dict(), "generator": generator.get_state(), "history": history}
+
+    def checkpoint(iteration: int) -> None:
+        if config.checkpoint_dir:
+            save_checkpoint(config.checkpoint_dir, snapshot(iteration))
+
+    n_h = synth.num_hallucinators
+    all_bases = torch.arange(synth.num_bases, device=device)
+    iter_times: list[float] = []
+    for it in range(start, config.iterations):
+        t_it = time.perf_counter()
+        losses = _step(config, synth, objective, adversary, optimizers, generator, all_bases, n_h, device)
+        if not all(math.isfinite(v) for v in losses.as_dict().values()):
+            raise NonFiniteLossError(
+                f"non-finite loss at iteration {it} ({losses.as_dict()}); "
+                + (f"the last good checkpoint is in {config.checkpoint_dir}; " if config.checkpoint_dir else "")
+                + "lower the learning rates (lr_bases / lr_hallucinators) and retry")
+        history.append({"iteration": it, **losses.as_dict()})
+        iter_times.append(time.perf_counter() - t_it)
+        if on_step is not None:
+            on_step(it, losses.as_dict())
+        if (it + 1) % config.checkpoint_every == 0:
+            checkpoint(it + 1)
+        if should_stop is not None and should_stop() and it + 1 < config.iterations:
+            checkpoint(it + 1)
+            raise DistillationInterrupted(it + 1, config.checkpoint_dir)
+    if config.checkpoint_dir and config.iterations > start:
+        checkpoint(config.iterations)
+
+    learned_lr = objective.learned_lr()
+    meta = {"dataset": train.name, "objective": config.objective, "parameterization": config.parameterization,
+            "seed": config.seed, "config": cfg_dict,
+            "budget": {"ipc": config.ipc if config.bpc is None else None, "bpc": plan.bpc,
+                       "num_hallucinators": plan.num_hallucinators, "budget_parameters": plan.budget_parameters,
+                       "rule": config.budget_rule, "notes": plan.notes},
+            "timings": {"total_s": time.perf_counter() - t0,
+                        "iteration_s": sum(iter_times) / len(iter_times) if iter_times else None,
+                        "iterations_run": len(iter_times)},
+            "history_tail": history[-5:]}
+    result = FactorizedDataset(synth, pre, train.classes, meta, learned_lr)
+    result.meta["history"] = history
+    return result
+
+
+def _step(config: DistillConfig, synth: SyntheticSet, objective: Objective, adversary: Adversary | None,
+          optimizers: list[torch.optim.Optimizer], generator: torch.Generator, all_bases: Tensor, n_h: int,
+          device: torch.device) -> StepLosses:
+    """One iteration: compose pairs, L_S = λ_DD·L_DD + λ_cos·L_cos, update S, then update F."""
+    if config.bases_per_step and config.bases_per_step < all_bases.numel():
+        basis_idx = all_bases[torch.randperm(all_bases.numel(), generator=generator)[: config.bases_per_step].to(device)]
+    else:
+        basis_idx = all_bases
+    if n_h > 0:
+        k = min(config.hallucinators_per_step, n_h)
+        hall_idx = torch.randperm(n_h, generator=generator)[:k].to(device)
+    else:
+        hall_idx = torch.zeros(1, dtype=torch.long, device=device)
+    images, labels, b_idx, h_idx = synth.compose_pairs(basis_idx, hall_idx)
+    l_dd = objective.loss(images, labels, generator) if config.lambda_dd else images.new_zeros(())
+    loss = config.lambda_dd * l_dd
+    l_cos = images.new_zeros(())
+    if adversary is not None and config.lambda_cos and n_h > 1 and hall_idx.numel() > 1:
+        for p in adversary.network.parameters():
+            p.requires_grad_(False)
+        adversary.network.eval()
+        l_cos = pairwise_cosine_loss(adversary.features(images), b_idx, h_idx)
+        for p in adversary.network.parameters():
+            p.requires_grad_(True)
+        loss = loss + config.lambda_cos * l_cos
+    for opt in optimizers:
+        opt.zero_grad(set_to_none=True)
+    if loss.requires_grad:
+        loss.backward()
+        for opt in optimizers:
+            opt.step()
+    adv_loss = 0.0
+    if adversary is not None:
+        for _ in range(config.adversary_steps):
+            adv_loss = adversary.step(images.detach(), labels, b_idx)
+
+    def sample() -> tuple[Tensor, Tensor]:
+        return synth.sample_epoch(generator)
+
+    objective.after_update(sample, generator)
+    return StepLosses(float(l_dd.detach()), float(l_cos.detach()), adv_loss)

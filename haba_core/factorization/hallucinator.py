@@ -1,0 +1,235 @@
+"""Hallucinators: tiny encoder → affine (σ⊙f+μ) → decoder networks that turn a basis into an image.
+
+All |H| hallucinators of a set share one architecture, so their weights are stored stacked
+(leading dimension = hallucinator index) in a :class:`HallucinatorBank`. Composition of many
+(basis, hallucinator) pairs is batched: samples are grouped by hallucinator and each group goes
+through one convolution call per layer — never a Python loop per sample.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+
+INITS = ("default", "identity")
+
+
+@dataclass
+class HallucinatorConfig:
+    """Architecture and initialisation of one hallucinator (paper Sec. 3.1, Tab. 9/10/13).
+
+    ``depth`` conv blocks in the encoder and mirrored in the decoder (paper default 1; 0 means the affine
+    transform alone); ``channels`` = c'' (``None`` → image channels, the paper's default);
+    ``activation`` "relu" (paper) or "none"; ``padding`` "same" (paper: spatial size preserved) or
+    "valid" (the official code's variant: unpadded encoder convs and transposed-conv decoder);
+    ``init`` "default" (PyTorch's random init, as in the paper) or "identity" (each hallucinator starts
+    as the identity map plus ``init_noise`` Gaussian noise on its weights).
+    """
+
+    depth: int = 1
+    channels: int | None = None
+    activation: str = "relu"
+    padding: str = "same"
+    init: str = "default"
+    init_noise: float = 0.01
+
+    @classmethod
+    def official(cls) -> "HallucinatorConfig":
+        """The public code's variant: no activations, unpadded convolutions."""
+        return cls(activation="none", padding="valid")
+
+    def validate(self) -> None:
+        if self.depth < 0:
+            raise ConfigError(f"hallucinator depth must be >= 0, got {self.depth}")
+        if self.activation not in ("relu", "none"):
+            raise ConfigError(f"hallucinator activation must be relu|none, got {self.activation!r}")
+        if self.padding not in ("same", "valid"):
+            raise ConfigError(f"hallucinator padding must be same|valid, got {self.padding!r}")
+        if self.init not in INITS:
+            raise ConfigError(f"hallucinator init must be one of {INITS}, got {self.init!r}")
+        if self.channels is not None and self.channels < 1:
+            raise ConfigError(f"hallucinator channels must be >= 1, got {self.channels}")
+
+
+def _uniform_(t: Tensor, fan_in: int, generator: torch.Generator | None) -> None:
+    bound = 1.0 / math.sqrt(fan_in)
+    with torch.no_grad():
+        t.copy_(torch.rand(t.shape, generator=generator) * 2 * bound - bound)
+
+
+class HallucinatorBank(nn.Module):
+    """``count`` hallucinators mapping ``in_channels``×H×W bases to ``out_channels``×H×W images.
+
+    Parameters are stacked along dim 0: ``enc_w{k}`` (count, c_out, c_in, 3, 3), ``enc_b{k}``,
+    ``sigma``/``mu`` (count, c'', h'', w''), ``dec_w{k}``, ``dec_b{k}``.
+    """
+
+    def __init__(self, count: int, in_channels: int, out_channels: int, size: tuple[int, int],
+                 config: HallucinatorConfig | None = None, generator: torch.Generator | None = None):
+        super().__init__()
+        config = config or HallucinatorConfig()
+        config.validate()
+        if count < 1:
+            raise ConfigError(f"a hallucinator bank needs at least one hallucinator, got {count}")
+        self.count, self.in_channels, self.out_channels = count, in_channels, out_channels
+        self.size = (int(size[0]), int(size[1]))
+        self.config = config
+        depth = config.depth
+        feat = config.channels or out_channels
+        if depth == 0:
+            if in_channels != out_channels:
+                raise ConfigError("a depth-0 hallucinator (affine only) needs basis channels == image channels")
+            feat = in_channels
+        self.feature_channels = feat
+        shrink = 2 * depth if config.padding == "valid" else 0
+        fh, fw = self.size[0] - shrink, self.size[1] - shrink
+        if fh < 1 or fw < 1:
+            raise ConfigError(f"valid-padding hallucinator of depth {depth} does not fit a {self.size} basis")
+        self.feature_size = (fh, fw)
+        enc_io = [(in_channels if k == 0 else feat, feat) for k in range(depth)]
+        dec_io = [(feat, feat if k < depth - 1 else out_channels) for k in range(depth)]
+        transposed = config.padding == "valid"
+        for k, (ci, co) in enumerate(enc_io):
+            self.register_parameter(f"enc_w{k}", nn.Parameter(torch.empty(count, co, ci, 3, 3)))
+            self.register_parameter(f"enc_b{k}", nn.Parameter(torch.empty(count, co)))
+        self.sigma = nn.Parameter(torch.ones(count, feat, fh, fw))
+        self.mu = nn.Parameter(torch.zeros(count, feat, fh, fw))
+        for k, (ci, co) in enumerate(dec_io):
+            shape = (count, ci, co, 3, 3) if transposed else (count, co, ci, 3, 3)
+            self.register_parameter(f"dec_w{k}", nn.Parameter(torch.empty(shape)))
+            self.register_parameter(f"dec_b{k}", nn.Parameter(torch.empty(count, co)))
+        self._enc_io, self._dec_io = enc_io, dec_io
+        self.reset_parameters(generator)
+
+    # ------------------------------------------------------------------ initialisation
+    def reset_parameters(self, generator: torch.Generator | None = None, inputs: Tensor | None = None) -> None:
+        """Initialise per ``config.init``; ``inputs`` (a sample of bases) sets the identity shift."""
+        with torch.no_grad():
+            self.sigma.fill_(1.0)
+            self.mu.zero_()
+        if self.config.init == "identity":
+            self._init_identity(generator, inputs)
+            return
+        for k, (ci, _) in enumerate(self._enc_io):
+            _uniform_(getattr(self, f"enc_w{k}"), ci * 9, generator)
+            _uniform_(getattr(self, f"enc_b{k}"), ci * 9, generator)
+        for k, (ci, _) in enumerate(self._dec_io):
+            _uniform_(getattr(self, f"dec_w{k}"), ci * 9, generator)
+            _uniform_(getattr(self, f"dec_b{k}"), ci * 9, generator)
+
+    def _init_identity(self, generator: torch.Generator | None, inputs: Tensor | None) -> None:
+        # Identity kernels; with ReLU, a positive bias shift keeps (almost) every input value alive
+        # through the encoder and is removed again by the decoder's last bias.
+        relu = self.config.activation == "relu" and self.config.depth > 0
+        shift = 0.0
+        if relu:
+            low = float(inputs.min()) if inputs is not None and inputs.numel() else -3.0
+            shift = max(0.0, -low) + 0.5
+        transposed = self.config.padding == "valid"
+        noise = self.config.init_noise
+        with torch.no_grad():
+            for prefix, io in (("enc", self._enc_io), ("dec", self._dec_io)):
+                for k, (ci, co) in enumerate(io):
+                    w = getattr(self, f"{prefix}_w{k}")
+                    b = getattr(self, f"{prefix}_b{k}")
+                    w.zero_()
+                    b.zero_()
+                    for c in range(min(ci, co)):
+                        if transposed and prefix == "dec":
+                            w[:, c, c, 1, 1] = 1.0
+                        else:
+                            w[:, c, c, 1, 1] = 1.0
+                    if ci < co:  # extra output channels copy input channels cyclically
+                        for c in range(ci, co):
+                            if transposed and prefix == "dec":
+                                w[:, c % ci, c, 1, 1] = 1.0
+                            else:
+                                w[:, c, c % ci, 1, 1] = 1.0
+                    elif ci > co:  # fold extra input channels by averaging
+                        w.zero_()
+                        for c in range(ci):
+                            val = 1.0 / math.ceil(ci / co)
+                            if transposed and prefix == "dec":
+                                w[:, c, c % co, 1, 1] = val
+                            else:
+                                w[:, c % co, c, 1, 1] = val
+                    if noise > 0:
+                        w.add_(torch.randn(w.shape, generator=generator) * noise)
+            if relu:
+                self.enc_b0.fill_(shift)
+                last = getattr(self, f"dec_b{self.config.depth - 1}")
+                # the decoder's last layer sums ~one shifted channel per output channel
+                w_last = getattr(self, f"dec_w{self.config.depth - 1}")
+                gain = w_last.sum(dim=(1, 3, 4) if transposed else (2, 3, 4))  # (count, co)
+                last.copy_(-shift * gain)
+
+    # ------------------------------------------------------------------ forward
+    def _act(self, x: Tensor) -> Tensor:
+        return F.relu(x) if self.config.activation == "relu" else x
+
+    def single(self, x: Tensor, j: int) -> Tensor:
+        """Run hallucinator ``j`` on a batch ``x`` (N, c', h', w')."""
+        pad = 1 if self.config.padding == "same" else 0
+        depth = self.config.depth
+        for k in range(depth):
+            x = self._act(F.conv2d(x, getattr(self, f"enc_w{k}")[j], getattr(self, f"enc_b{k}")[j], padding=pad))
+        x = self.sigma[j] * x + self.mu[j]
+        for k in range(depth):
+            w, b = getattr(self, f"dec_w{k}")[j], getattr(self, f"dec_b{k}")[j]
+            if self.config.padding == "valid":
+                x = F.conv_transpose2d(x, w, b)
+            else:
+                x = F.conv2d(x, w, b, padding=1)
+            if k < depth - 1:
+                x = self._act(x)
+        return x
+
+    def forward(self, x: Tensor, index: Tensor | int) -> Tensor:
+        """Compose ``x[i]`` with hallucinator ``index[i]`` (a tensor, or one int for the whole batch)."""
+        if isinstance(index, int):
+            return self.single(x, index)
+        index = index.to(device=x.device, dtype=torch.long)
+        if index.shape != (x.shape[0],):
+            raise ValueError(f"index must have shape ({x.shape[0]},), got {tuple(index.shape)}")
+        if x.shape[0] == 0:
+            return x.new_zeros((0, self.out_channels, *self.size))
+        order = torch.argsort(index, stable=True)
+        sorted_idx = index[order]
+        uniq, counts = torch.unique_consecutive(sorted_idx, return_counts=True)
+        pieces = torch.split(x[order], counts.tolist())
+        out = torch.cat([self.single(p, int(j)) for p, j in zip(pieces, uniq.tolist())])
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(order.numel(), device=order.device)
+        return out[inverse]
+
+    def parameter_count_each(self) -> int:
+        """Stored numbers of ONE hallucinator."""
+        return sum(p[0].numel() for p in self.parameters())
+
+    def affine_parameters(self) -> list[nn.Parameter]:
+        return [self.sigma, self.mu]
+
+    def conv_parameters(self) -> list[nn.Parameter]:
+        return [p for n, p in self.named_parameters() if n not in ("sigma", "mu")]
+
+
+def hallucinator_parameter_count(in_channels: int, out_channels: int, size: tuple[int, int],
+                                 config: HallucinatorConfig) -> int:
+    """Stored numbers of one hallucinator, computed without building it."""
+    config.validate()
+    depth = config.depth
+    feat = in_channels if depth == 0 else (config.channels or out_channels)
+    shrink = 2 * depth if config.padding == "valid" else 0
+    total = 2 * feat * (size[0] - shrink) * (size[1] - shrink)
+    for k in range(depth):
+        ci = in_channels if k == 0 else feat
+        total += feat * ci * 9 + feat
+        co = feat if k < depth - 1 else out_channels
+        total += co * feat * 9 + co
+    return total

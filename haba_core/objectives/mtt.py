@@ -1,0 +1,112 @@
+"""Trajectory matching (MTT, Cazenavette et al. 2022; paper Eq. 7) with a learnable, positive lr."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from ..errors import ConfigError, FormatError
+from .base import Objective, ObjectiveContext
+from .experts import load_buffer
+
+
+@dataclass
+class MTTConfig:
+    """``syn_steps`` N unrolled student steps, ``expert_epochs`` M expert epochs to match, start epochs
+    drawn below ``max_start_epoch``; ``lr_init`` initial synthetic lr (kept positive as exp(log α));
+    ``lr_lr`` its learning rate; ``batch_syn`` synthetic minibatch per unrolled step (None = all)."""
+
+    buffer: str | None = None
+    syn_steps: int = 20
+    expert_epochs: int = 2
+    max_start_epoch: int = 20
+    lr_init: float = 0.01
+    lr_lr: float = 1e-5
+    batch_syn: int | None = None
+
+
+class MTTObjective(Objective):
+    """‖θ̂_{t+N} − θ*_{t+M}‖² / ‖θ*_t − θ*_{t+M}‖² with θ̂ unrolled functionally on synthetic data."""
+
+    name = "mtt"
+
+    def __init__(self, ctx: ObjectiveContext, config: MTTConfig | None = None,
+                 trajectories: list[Tensor] | None = None):
+        super().__init__(ctx)
+        self.config = config or MTTConfig()
+        if trajectories is None:
+            if not self.config.buffer:
+                raise ConfigError("trajectory matching needs an expert buffer: pass --buffer DIR (see haba-buffer)")
+            _, trajectories = load_buffer(self.config.buffer)
+        self.trajectories = trajectories
+        gen = torch.Generator().manual_seed(0)
+        self.net = ctx.make_network(gen)
+        self.names = [n for n, _ in self.net.named_parameters()]
+        self.shapes = [p.shape for _, p in self.net.named_parameters()]
+        n_params = sum(math.prod(s) for s in self.shapes)
+        if trajectories[0].shape[1] != n_params:
+            raise FormatError(f"expert trajectories have {trajectories[0].shape[1]} parameters but the distillation "
+                              f"network has {n_params}: the buffer was made with another network or dataset")
+        epochs = trajectories[0].shape[0] - 1
+        if self.config.expert_epochs >= epochs + 1 or self.config.expert_epochs < 1:
+            raise ConfigError(f"expert_epochs={self.config.expert_epochs} needs a buffer with more than that many "
+                              f"epochs (it has {epochs})")
+        self.max_start = max(1, min(self.config.max_start_epoch, epochs - self.config.expert_epochs + 1))
+        self.log_lr = nn.Parameter(torch.tensor(math.log(self.config.lr_init), device=ctx.device))
+        for p in self.net.parameters():
+            p.requires_grad_(False)
+
+    def _unflatten(self, flat: Tensor) -> dict[str, Tensor]:
+        out, i = {}, 0
+        for name, shape in zip(self.names, self.shapes):
+            n = math.prod(shape)
+            out[name] = flat[i:i + n].view(shape)
+            i += n
+        return out
+
+    @property
+    def lr(self) -> Tensor:
+        return self.log_lr.exp()
+
+    def loss(self, images: Tensor, labels: Tensor, generator: torch.Generator) -> Tensor:
+        device = images.device
+        e = int(torch.randint(len(self.trajectories), (1,), generator=generator))
+        t = int(torch.randint(self.max_start, (1,), generator=generator))
+        traj = self.trajectories[e]
+        start = traj[t].to(device)
+        target = traj[t + self.config.expert_epochs].to(device)
+        params = start.clone().requires_grad_(True)
+        lr = self.lr
+        n = images.shape[0]
+        batch = self.config.batch_syn or n
+        self.net.train()
+        for _ in range(self.config.syn_steps):
+            idx = torch.randperm(n, generator=generator)[:batch].to(device)
+            x = images[idx]
+            if self.ctx.dsa is not None:
+                x = self.ctx.dsa(x, generator=generator)
+            out = functional_call(self.net, self._unflatten(params), (x,))
+            ce = F.cross_entropy(out, labels[idx])
+            (grad,) = torch.autograd.grad(ce, params, create_graph=True)
+            params = params - lr * grad
+        num = ((params - target) ** 2).sum()
+        den = ((start - target) ** 2).sum().clamp_min(1e-12)
+        return num / den
+
+    def extra_parameters(self) -> list[nn.Parameter]:
+        return [self.log_lr]
+
+    def learned_lr(self) -> float:
+        return float(self.lr.detach())
+
+    def state_dict(self) -> dict:
+        return {"log_lr": self.log_lr.detach().clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        with torch.no_grad():
+            self.log_lr.copy_(state["log_lr"].to(self.log_lr.device))

@@ -1,0 +1,123 @@
+"""Tests of differentiable siamese augmentation (DSA)."""
+
+import pytest
+import torch
+
+from haba_core.augment import DSA, DSAConfig, DSAParams
+from haba_core.errors import UnknownNameError
+
+ALL_OPS = ("brightness", "saturation", "contrast", "crop", "cutout", "flip", "scale", "rotate")
+
+
+def gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def test_strategy_parsing():
+    assert DSA().ops == ALL_OPS
+    assert DSA(DSAConfig(strategy="crop_color")).ops == ("crop", "brightness", "saturation", "contrast")
+    assert DSA(DSAConfig(strategy="none")).ops == ()
+    with pytest.raises(UnknownNameError):
+        DSA(DSAConfig(strategy="color_blur"))
+
+
+def test_siamese_same_params_same_result():
+    dsa = DSA()
+    x = torch.rand(4, 3, 16, 16)
+    params = dsa.sample(4, gen())
+    assert params.batch_size == 4
+    assert torch.equal(dsa.apply(x, params), dsa.apply(x.clone(), params))
+
+
+def test_shared_params_broadcast_to_batches_of_any_size():
+    dsa = DSA()
+    img = torch.rand(1, 3, 16, 16)
+    params = dsa.sample(1, gen(3))
+    big = dsa.apply(img.expand(6, -1, -1, -1).clone(), params)
+    small = dsa.apply(img.expand(2, -1, -1, -1).clone(), params)
+    for out in (big, small):
+        assert torch.allclose(out, out[:1].expand_as(out), atol=1e-6)
+    assert torch.allclose(big[0], small[0], atol=1e-6)
+
+
+def test_per_sample_params_need_matching_batch():
+    dsa = DSA()
+    with pytest.raises(ValueError):
+        dsa.apply(torch.rand(3, 3, 8, 8), dsa.sample(4, gen()))
+
+
+@pytest.mark.parametrize("channels,size", [(3, 32), (1, 8), (1, 28)])
+def test_full_strategy_gradient_shape_dtype(channels, size):
+    x = torch.rand(3, channels, size, size, requires_grad=True)
+    out = DSA()(x, gen(1))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    out.pow(2).sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_seeded_generator_determinism():
+    x = torch.rand(4, 3, 16, 16)
+    dsa = DSA()
+    assert torch.equal(dsa(x, gen(5)), dsa(x, gen(5)))
+    assert not torch.equal(dsa(x, gen(5)), dsa(x, gen(6)))
+    a, b = dsa.sample(4, gen(9)), dsa.sample(4, gen(9))
+    assert all(torch.equal(a.values[k], b.values[k]) for k in a.values)
+
+
+def _one(op, u, x):
+    dsa = DSA(DSAConfig(strategy=op if op in ALL_OPS[3:] else "color"))
+    return dsa.apply(x, DSAParams(x.shape[0], (op,), {op: u}))
+
+
+@pytest.mark.parametrize("op", ALL_OPS)
+def test_each_op_changes_image_and_is_deterministic(op):
+    x = torch.rand(2, 3, 16, 16)
+    dsa = DSA(DSAConfig(strategy=op))
+    params = dsa.sample(2, gen(11))
+    if op == "flip":
+        params.values["flip"] = torch.zeros(2)  # force the flip
+    out = dsa.apply(x, params)
+    assert out.shape == x.shape
+    assert not torch.allclose(out, x)
+    again = dsa.sample(2, gen(11))
+    if op == "flip":
+        again.values["flip"] = torch.zeros(2)
+    assert all(torch.equal(again.values[k], params.values[k]) for k in params.values)
+    assert torch.equal(out, dsa.apply(x, again))
+
+
+def test_op_semantics():
+    x = torch.rand(2, 3, 16, 16)
+    assert torch.equal(_one("flip", torch.zeros(2), x), x.flip(3))
+    assert torch.equal(_one("flip", torch.ones(2) * 0.9, x), x)
+    assert torch.allclose(_one("brightness", torch.ones(2), x), x + 0.5)
+    out = _one("cutout", torch.full((2, 2), 0.5), x + 1.0)
+    assert (out == 0).all(dim=1).sum() == 2 * 8 * 8  # an 8×8 hole (0.5 × 16) per image
+    crop = _one("crop", torch.zeros(2, 2), x)  # shift by -2 rows and -2 columns, zero-filled
+    assert torch.equal(crop[:, :, 2:, 2:], x[:, :, :-2, :-2]) and (crop[:, :, :2] == 0).all()
+    mid = _one("crop", torch.full((2, 2), 0.5), x)  # zero shift
+    assert torch.equal(mid, x)
+    rot0 = _one("rotate", torch.full((2,), 0.5), x)  # zero angle
+    assert torch.allclose(rot0, x, atol=1e-5)
+    gray = torch.rand(2, 1, 8, 8)
+    assert torch.allclose(_one("saturation", torch.rand(2), gray), gray)
+
+
+def test_single_op_mode_samples_one_group():
+    dsa = DSA(DSAConfig(single_op=True))
+    seen = set()
+    for seed in range(12):
+        params = dsa.sample(1, gen(seed))
+        assert params.ops in {g for g in dsa.groups}
+        seen.add(params.ops)
+    assert len(seen) > 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cpu_and_cuda_agree():
+    x = torch.rand(3, 3, 16, 16)
+    dsa = DSA()
+    cpu = dsa(x, gen(2))
+    cuda = dsa(x.cuda(), gen(2))
+    assert cuda.device.type == "cuda"
+    assert torch.allclose(cpu, cuda.cpu(), atol=1e-4)
