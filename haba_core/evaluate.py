@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from .adversary import supervised_contrastive_loss
 from .augment import DSA
 from .data import ImageDataset
+from .collection import FactorizedCollection
 from .factorized import FactorizedDataset
 from .networks import get_network
 from .objectives import seeded_network
@@ -86,7 +87,7 @@ def test_accuracy(net: nn.Module, images: Tensor, labels: Tensor, batch_size: in
     return 100.0 * correct / max(1, images.shape[0])
 
 
-def train_on_synthetic(net: nn.Module, data: FactorizedDataset, config: EvalConfig, generator: torch.Generator,
+def train_on_synthetic(net: nn.Module, data: FactorizedDataset | FactorizedCollection, config: EvalConfig, generator: torch.Generator,
                        lr: float) -> nn.Module:
     """Train ``net`` on ``data`` with online composition per epoch and per-sample DSA."""
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
@@ -120,7 +121,7 @@ def train_on_synthetic(net: nn.Module, data: FactorizedDataset, config: EvalConf
     return net
 
 
-def evaluate(data: FactorizedDataset, test: ImageDataset, config: EvalConfig | None = None) -> EvalResult:
+def evaluate(data: FactorizedDataset | FactorizedCollection, test: ImageDataset, config: EvalConfig | None = None) -> EvalResult:
     """Train ``config.runs`` fresh ``config.arch`` networks on ``data`` and report test accuracy (mean ± std)."""
     config = config or EvalConfig()
     device = resolve_device(config.device)

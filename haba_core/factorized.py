@@ -57,7 +57,8 @@ class FactorizedDataset(Dataset):
         self.preprocessor = preprocessor
         self.classes = list(classes)
         self.meta = dict(meta or {})
-        self.learned_lr = learned_lr
+        # stored as float32 on disk: keep the in-memory value identical to what a reload gives
+        self.learned_lr = None if learned_lr is None else float(torch.tensor(learned_lr, dtype=torch.float32))
 
     # ------------------------------------------------------------------ Dataset protocol
     def __len__(self) -> int:

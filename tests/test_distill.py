@@ -1,0 +1,121 @@
+import json
+
+import pytest
+import torch
+
+from haba_core import (ConfigError, DistillationInterrupted, EvalConfig, ExpertConfig, FactorizedDataset,
+                       NonFiniteLossError, distill, evaluate, train_experts)
+from haba_core.distill import network_factory
+
+from core_fixtures import separable_dataset, tiny_config
+
+
+@pytest.mark.parametrize("objective", ["dm", "dc", "dsa"])
+@pytest.mark.parametrize("param", ["haba", "plain", "idc", "idc-haba"])
+def test_every_objective_runs_with_every_parameterization(objective, param):
+    cfg = tiny_config(objective=objective, parameterization=param, iterations=2)
+    result = distill(separable_dataset(), cfg)
+    assert len(result) == result.synthetic.num_bases
+    assert result.synthetic.image_shape == (1, 8, 8)
+    imgs, labels = result.materialize()
+    assert imgs.shape[1:] == (1, 8, 8) and torch.isfinite(imgs).all()
+    assert result.storage().parameters > 0
+
+
+def test_mtt_end_to_end_stores_learned_lr(tmp_path):
+    data = separable_dataset()
+    cfg = tiny_config(objective="mtt", iterations=2)
+    cfg.mtt.syn_steps, cfg.mtt.expert_epochs, cfg.mtt.buffer = 2, 1, str(tmp_path / "buf")
+    make = network_factory(cfg, data.image_shape, 4, torch.device("cpu"))
+    train_experts((data.images - torch.tensor(data.mean).view(1, -1, 1, 1)) / torch.tensor(data.std).view(1, -1, 1, 1),
+                  data.labels, make, tmp_path / "buf", ExpertConfig(num_experts=1, epochs=2, dsa=False), {})
+    result = distill(data, cfg)
+    assert result.learned_lr is not None and result.learned_lr > 0
+    assert result.storage().extra == 1
+
+
+def test_single_hallucinator_has_no_cos_term():
+    result = distill(separable_dataset(), tiny_config(hallucinators=1))
+    assert all(h["cos"] == 0.0 for h in result.meta["history"])
+
+
+def test_loss_terms_can_be_switched_off():
+    result = distill(separable_dataset(), tiny_config(lambda_cos=0.0, lambda_con=0.0, lambda_task=0.0))
+    assert all(h["cos"] == 0.0 and h["adv"] == 0.0 for h in result.meta["history"])
+
+
+def test_same_seed_same_result_and_other_seed_differs():
+    data = separable_dataset()
+    a = distill(data, tiny_config(seed=3))
+    b = distill(data, tiny_config(seed=3))
+    c = distill(data, tiny_config(seed=4))
+    for k, v in a.tensors().items():
+        assert torch.equal(v, b.tensors()[k]), k
+    assert not torch.equal(a.synthetic.bases, c.synthetic.bases)
+
+
+@pytest.mark.parametrize("objective", ["dm", "dc"])
+def test_resume_equals_uninterrupted_run(tmp_path, objective):
+    data = separable_dataset()
+    full = distill(data, tiny_config(objective=objective, iterations=6))
+    cfg = tiny_config(objective=objective, iterations=6, checkpoint_dir=str(tmp_path / "ckpt"))
+    calls = {"n": 0}
+
+    def stop():
+        calls["n"] += 1
+        return calls["n"] >= 3
+
+    with pytest.raises(DistillationInterrupted) as info:
+        distill(data, cfg, should_stop=stop)
+    assert info.value.iteration == 3
+    resumed = distill(data, cfg, resume=True)
+    for k, v in full.tensors().items():
+        assert torch.equal(v, resumed.tensors()[k]), k
+
+
+def test_resume_refuses_changed_settings(tmp_path):
+    data = separable_dataset()
+    cfg = tiny_config(iterations=2, checkpoint_dir=str(tmp_path / "ckpt"))
+    distill(data, cfg)
+    cfg2 = tiny_config(iterations=4, checkpoint_dir=str(tmp_path / "ckpt"), lambda_cos=0.5)
+    with pytest.raises(ConfigError, match="lambda_cos"):
+        distill(data, cfg2, resume=True)
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        distill(data, tiny_config(checkpoint_dir=str(tmp_path / "none")), resume=True)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    data = separable_dataset()
+    ckpt = tmp_path / "ckpt"
+    cfg = tiny_config(iterations=2, checkpoint_dir=str(ckpt), checkpoint_every=1)
+    distill(data, cfg)
+    good = json.loads((ckpt / "state.json").read_text())
+    bad = tiny_config(iterations=50, checkpoint_dir=str(tmp_path / "bad"), checkpoint_every=1, lr_bases=1e30,
+                      lr_hallucinators=1e30)
+    with pytest.raises(NonFiniteLossError, match="non-finite"):
+        distill(data, bad)
+    assert good  # the earlier run's checkpoint is untouched and loadable
+    from haba_core.distill.checkpoint import load_checkpoint
+    state = load_checkpoint(tmp_path / "bad")
+    assert all(torch.isfinite(v).all() for k, v in state["synthetic"].items() if v.is_floating_point())
+
+
+def test_distilled_set_beats_its_own_initialisation():
+    train, test = separable_dataset(per_class=30), separable_dataset(per_class=20, split="test")
+    ev = EvalConfig(runs=2, epochs=30, net_width=8, net_depth=2, device="cpu", dsa=False, batch_size=64)
+    cfg = tiny_config(parameterization="plain", basis_init="noise", bpc=1, iterations=0)
+    init = evaluate(distill(train, cfg), test, ev)
+    cfg.iterations = 40
+    trained = evaluate(distill(train, cfg), test, ev)
+    assert trained.mean > init.mean + 10
+
+
+def test_haba_result_round_trips_through_disk(tmp_path):
+    result = distill(separable_dataset(), tiny_config())
+    result.save(tmp_path / "out")
+    again = FactorizedDataset.load(tmp_path / "out")
+    for k, v in result.tensors().items():
+        assert torch.equal(v, again.tensors()[k])
+    meta = json.loads((tmp_path / "out" / "meta.json").read_text())
+    assert meta["objective"] == "dm" and meta["num_hallucinators"] == 3 and meta["seed"] == 0
+    assert meta["storage"]["parameters"] == result.storage().parameters
