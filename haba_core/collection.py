@@ -52,9 +52,9 @@ class FactorizedCollection:
             p.to(device)
         return self
 
-    def sample_epoch(self, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    def sample_epoch(self, generator: torch.Generator | None = None, per_basis: int = 1) -> tuple[Tensor, Tensor]:
         """Every basis of every part through a random hallucinator of its own part."""
-        xs, ys = zip(*(p.sample_epoch(generator) for p in self.parts))
+        xs, ys = zip(*(p.sample_epoch(generator, per_basis) for p in self.parts))
         return torch.cat(xs), torch.cat(ys)
 
     def materialize(self) -> tuple[Tensor, Tensor]:

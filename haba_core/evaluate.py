@@ -28,7 +28,12 @@ from .runtime import resolve_device
 
 @dataclass
 class EvalConfig:
-    """Downstream training settings; ``lr=None`` uses the learned lr if there is one, else 0.01."""
+    """Downstream training settings; ``lr=None`` uses the learned lr if there is one, else 0.01.
+
+    ``hallucinations_per_basis``: how many distinct hallucinators each basis goes through per epoch
+    (1 = the paper's protocol, where the hallucinators act as online augmentors and an epoch has |B|
+    images; larger values train on more composed images per epoch at the same stored bytes).
+    """
 
     arch: str = "ConvNet"
     runs: int = 5
@@ -45,6 +50,7 @@ class EvalConfig:
     seed: int = 0
     device: str = "auto"
     test_batch_size: int = 1024
+    hallucinations_per_basis: int = 1
 
 
 @dataclass
@@ -96,14 +102,15 @@ def train_on_synthetic(net: nn.Module, data: FactorizedDataset | FactorizedColle
     device = next(net.parameters()).device
     for _ in range(config.epochs):
         net.train()
-        images, labels = data.sample_epoch(generator)
+        images, labels = data.sample_epoch(generator, config.hallucinations_per_basis)
         perm = torch.randperm(images.shape[0], generator=generator).to(device)
         for start in range(0, images.shape[0], config.batch_size):
             idx = perm[start:start + config.batch_size]
             x, y = images[idx], labels[idx]
             if dsa is not None:
                 x = dsa(x, generator=generator)
-            if config.contrastive and data.num_hallucinators > 1:
+            if (config.contrastive and isinstance(data, FactorizedDataset) and data.num_hallucinators > 1
+                    and config.hallucinations_per_basis == 1):
                 # paper Tab. 4 last row: L_con between two hallucinations of the same bases downstream
                 h = torch.randint(data.num_hallucinators, (idx.numel(),), generator=generator).to(device)
                 with torch.no_grad():

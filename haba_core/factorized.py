@@ -92,9 +92,9 @@ class FactorizedDataset(Dataset):
         self.preprocessor.to(torch.device(device))
         return self
 
-    def sample_epoch(self, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    def sample_epoch(self, generator: torch.Generator | None = None, per_basis: int = 1) -> tuple[Tensor, Tensor]:
         """Each basis through a randomly chosen hallucinator, batched under no-grad."""
-        return self.synthetic.sample_epoch(generator)
+        return self.synthetic.sample_epoch(generator, per_basis)
 
     def materialize(self) -> tuple[Tensor, Tensor]:
         """All |H|×|B| images (hallucinator-major) with labels."""

@@ -100,3 +100,12 @@ def test_dataset_protocol_composes_online():
     assert imgs.shape == (12, 3, 8, 8)
     seen = {tuple(fd.sample_epoch(torch.Generator().manual_seed(s))[0][0].flatten()[:3].tolist()) for s in range(8)}
     assert len(seen) == 2  # basis 0 went through both hallucinators across epochs
+
+
+def test_sample_epoch_can_compose_several_hallucinators_per_basis():
+    fd = make()
+    imgs, labels = fd.sample_epoch(torch.Generator().manual_seed(0), per_basis=2)
+    assert imgs.shape == (12, 3, 8, 8) and torch.bincount(labels).tolist() == [4, 4, 4]
+    full, _ = fd.materialize()
+    # every composed pair appears exactly once (ordering aside)
+    assert torch.allclose(imgs.flatten(1).sum(0), full.flatten(1).sum(0), atol=1e-4)

@@ -90,3 +90,24 @@ def test_materialize_and_plain_set():
 def test_idc_upsamples_downsampled_bases():
     synth = SyntheticSet(torch.randn(2, 3, 4, 4), torch.tensor([0, 1]), (3, 8, 8), 2)
     assert synth.compose(torch.arange(2)).shape == (2, 3, 8, 8)
+
+
+def test_pca_init_starts_from_distinct_realistic_variations():
+    from haba_core.factorization import within_class_directions
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(40) % 4
+    # within-class variation lies along one pixel pattern
+    pattern = torch.zeros(1, 8, 8)
+    pattern[0, 2, :] = 1.0
+    images = labels.view(-1, 1, 1, 1).float() + torch.randn(40, 1, 1, 1, generator=g) * pattern
+    dirs, std = within_class_directions(images, labels, 1)
+    cos = torch.nn.functional.cosine_similarity(dirs[0].flatten(), pattern.flatten(), dim=0).abs()
+    assert cos > 0.99 and std[0] > 0.5
+    synth = SyntheticSet(images[:4], labels[:4], (1, 8, 8), 4, num_hallucinators=2,
+                         hallucinator_config=HallucinatorConfig(init="pca", init_noise=0.0))
+    synth.init_hallucinators_from_data(images, labels)
+    out, _, b, h = synth.compose_pairs(torch.arange(4), torch.tensor([0, 1]))
+    diff = out[:4] - out[4:]
+    # hallucinator 0 adds +s·d, hallucinator 1 adds −s·d: their difference is 2·s·d for every basis
+    torch.testing.assert_close(diff, (2 * std[0] * dirs[0]).expand(4, -1, -1, -1), atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close((out[:4] + out[4:]) / 2, images[:4], atol=1e-4, rtol=1e-4)

@@ -10,7 +10,7 @@ from ..errors import ConfigError
 from ..state_io import load_state, save_state
 
 # Config fields that may differ between the interrupted run and its resumption.
-RESUMABLE_DIFFERENCES = {"iterations", "checkpoint_dir", "checkpoint_every", "device"}
+RESUMABLE_DIFFERENCES = {"iterations", "checkpoint_dir", "checkpoint_every", "device", "time_limit_s"}
 
 
 def save_checkpoint(directory: str | Path, state: dict[str, Any]) -> None:

@@ -17,6 +17,8 @@ DEFAULT_LR_BASES = {"dc": 0.1, "dsa": 0.1, "dm": 1.0, "mtt": 100.0}
 class DistillConfig:
     """Configuration of :func:`haba_core.distill`.
 
+    ``time_limit_s`` stops the run early (a normal return) once that much wall-clock time has been spent
+    on iterations — for compute-matched comparisons; the result records how many iterations ran.
     Budget: ``ipc`` (images per class, converted by :func:`haba_core.budget.plan_budget`) or ``bpc``
     (explicit bases per class, with ``hallucinators``). Loss weights follow the paper (Tab. 13);
     setting a λ to 0 switches that term off (Tab. 4 ablation).
@@ -51,6 +53,7 @@ class DistillConfig:
     adversary_steps: int = 1
 
     iterations: int = 1000
+    time_limit_s: float | None = None
     network: str = "ConvNet"
     net_width: int = 128
     net_depth: int = 3
@@ -74,8 +77,8 @@ class DistillConfig:
         self.hallucinator.validate()
         if self.iterations < 0:
             raise ConfigError("iterations must be >= 0")
-        if self.basis_init not in ("real", "noise"):
-            raise ConfigError(f"basis_init must be real|noise, got {self.basis_init!r}")
+        if self.basis_init not in ("real", "noise", "herding"):
+            raise ConfigError(f"basis_init must be real|noise|herding, got {self.basis_init!r}")
         if self.hallucinator_optimizer not in ("sgd", "adam"):
             raise ConfigError("hallucinator_optimizer must be sgd|adam")
         if self.hallucinators_per_step < 1 or self.adversary_steps < 0:

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from ..adversary import Adversary, pairwise_cosine_loss
 from ..augment import DSA
 from ..budget import Plan, plan_budget
+from ..coreset import herding_select
 from ..data import ImageDataset
 from ..errors import ConfigError, DistillationInterrupted, NonFiniteLossError
 from ..factorization import SyntheticSet
@@ -65,7 +66,21 @@ def initial_bases(pool: RealPool, plan: Plan, num_classes: int, how: str, genera
     c_b, h_b, w_b = plan.basis_shape
     chunks, labels = [], []
     for c in range(num_classes):
-        if how == "noise":
+        if how == "herding" and pool.by_class[c].numel():
+            idx = pool.by_class[c]
+            feats = pool.images[idx].flatten(1)
+            if feats.shape[0] > 2000:
+                feats = feats[:2000]
+            pick = herding_select(feats, plan.bpc)
+            if pick.numel() < plan.bpc:
+                pick = torch.cat([pick, torch.randint(idx.numel(), (plan.bpc - pick.numel(),), generator=generator)])
+            imgs = pool.images[idx[pick.to(idx.device)]].detach().cpu().float()
+            if imgs.shape[1] != c_b:
+                imgs = imgs.mean(1, keepdim=True).expand(-1, c_b, -1, -1)
+            if tuple(imgs.shape[-2:]) != (h_b, w_b):
+                imgs = F.interpolate(imgs, size=(h_b, w_b), mode="area")
+            chunks.append(imgs)
+        elif how == "noise":
             chunks.append(torch.randn((plan.bpc, c_b, h_b, w_b), generator=generator))
         else:
             idx = pool.by_class[c]
@@ -119,7 +134,8 @@ def build_objective(config: DistillConfig, ctx: ObjectiveContext, trajectories=N
 def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
             on_step: StepCallback | None = None, network_init: dict[str, Tensor] | None = None,
             trajectories: list[Tensor] | None = None, preprocessor: Preprocessor | None = None,
-            should_stop: Callable[[], bool] | None = None) -> FactorizedDataset:
+            should_stop: Callable[[], bool] | None = None,
+            observe: Callable[[int, float, SyntheticSet], None] | None = None) -> FactorizedDataset:
     """Distil ``train`` into a :class:`FactorizedDataset` (paper Alg. 1 with the chosen L_DD).
 
     ``resume`` continues from ``config.checkpoint_dir`` (bit-identical on CPU). ``on_step(it, losses)``
@@ -127,7 +143,9 @@ def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
     given weights (federated refinement); ``preprocessor`` reuses a fitted normalisation/ZCA.
     A NaN/inf loss raises :class:`NonFiniteLossError` and leaves the last good checkpoint in place.
     When ``should_stop()`` turns true (e.g. after Ctrl-C) the run checkpoints after the current iteration
-    and raises :class:`DistillationInterrupted`.
+    and raises :class:`DistillationInterrupted`. ``observe(iterations_done, seconds_spent, synthetic)`` sees
+    the synthetic set after every iteration (e.g. to snapshot learning curves; time spent there is not
+    counted as iteration time).
     """
     config.validate()
     device = resolve_device(config.device)
@@ -150,6 +168,8 @@ def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
     bases, labels = initial_bases(pool, plan, num_classes, config.basis_init, generator)
     synth = SyntheticSet(bases, labels, image_shape, num_classes, plan.num_hallucinators, config.hallucinator,
                          plan.per_class_hallucinators, generator=generator).to(device)
+    if synth.is_factorized and config.hallucinator.init == "pca":
+        synth.init_hallucinators_from_data(pool.images, pool.labels, generator)
 
     make_network = network_factory(config, image_shape, num_classes, device, network_init)
     dsa = DSA() if config.use_dsa else None
@@ -204,13 +224,17 @@ def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
         iter_times.append(time.perf_counter() - t_it)
         if on_step is not None:
             on_step(it, losses.as_dict())
+        if observe is not None:
+            observe(it + 1, sum(iter_times), synth)
         if (it + 1) % config.checkpoint_every == 0:
             checkpoint(it + 1)
+        if config.time_limit_s is not None and sum(iter_times) >= config.time_limit_s:
+            break
         if should_stop is not None and should_stop() and it + 1 < config.iterations:
             checkpoint(it + 1)
             raise DistillationInterrupted(it + 1, config.checkpoint_dir)
-    if config.checkpoint_dir and config.iterations > start:
-        checkpoint(config.iterations)
+    if config.checkpoint_dir and iter_times:
+        checkpoint(start + len(iter_times))
 
     learned_lr = objective.learned_lr()
     meta = {"dataset": train.name, "objective": config.objective, "parameterization": config.parameterization,

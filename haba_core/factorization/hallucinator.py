@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 
-INITS = ("default", "identity")
+INITS = ("default", "identity", "pca")
 
 
 @dataclass
@@ -28,8 +28,11 @@ class HallucinatorConfig:
     transform alone); ``channels`` = c'' (``None`` → image channels, the paper's default);
     ``activation`` "relu" (paper) or "none"; ``padding`` "same" (paper: spatial size preserved) or
     "valid" (the official code's variant: unpadded encoder convs and transposed-conv decoder);
-    ``init`` "default" (PyTorch's random init, as in the paper) or "identity" (each hallucinator starts
-    as the identity map plus ``init_noise`` Gaussian noise on its weights).
+    ``init`` "default" (PyTorch's random init, as in the paper), "identity" (each hallucinator starts
+    as the identity map plus ``init_noise`` Gaussian noise on its weights) or "pca" (data-driven: identity
+    convolutions, and the shift μ of hallucinator j set to ±``pca_scale`` standard deviations along the
+    j-th principal direction of within-class variation of the real data, so the hallucinators start as
+    distinct, realistic variations of every basis; see :func:`within_class_directions`).
     """
 
     depth: int = 1
@@ -38,6 +41,7 @@ class HallucinatorConfig:
     padding: str = "same"
     init: str = "default"
     init_noise: float = 0.01
+    pca_scale: float = 1.0
 
     @classmethod
     def official(cls) -> "HallucinatorConfig":
@@ -113,7 +117,7 @@ class HallucinatorBank(nn.Module):
         with torch.no_grad():
             self.sigma.fill_(1.0)
             self.mu.zero_()
-        if self.config.init == "identity":
+        if self.config.init in ("identity", "pca"):
             self._init_identity(generator, inputs)
             return
         for k, (ci, _) in enumerate(self._enc_io):
@@ -122,6 +126,28 @@ class HallucinatorBank(nn.Module):
         for k, (ci, _) in enumerate(self._dec_io):
             _uniform_(getattr(self, f"dec_w{k}"), ci * 9, generator)
             _uniform_(getattr(self, f"dec_b{k}"), ci * 9, generator)
+
+    def set_output_shift(self, shifts: Tensor) -> None:
+        """Make hallucinator j add ``shifts[j]`` (image-shaped) to its output, on top of its identity init.
+
+        Requires ``padding="same"`` and an identity-initialised bank; the shift is written into μ (for
+        depth 0 directly, otherwise through the decoder's identity path).
+        """
+        if self.config.padding != "same":
+            raise ConfigError("data-driven hallucinator init needs padding='same'")
+        if shifts.shape != (self.count, self.out_channels, *self.size):
+            raise ValueError(f"shifts must have shape {(self.count, self.out_channels, *self.size)}")
+        feat = self.feature_channels
+        with torch.no_grad():
+            mu = torch.zeros_like(self.mu)
+            for c in range(feat):
+                mu[:, c] = shifts[:, c % self.out_channels].to(mu.device)
+            if feat > self.out_channels:
+                # several feature channels feed one output channel: split the shift among them
+                counts = torch.tensor([len(range(o, feat, self.out_channels)) for o in range(self.out_channels)])
+                for c in range(feat):
+                    mu[:, c] /= float(counts[c % self.out_channels])
+            self.mu.copy_(mu)
 
     def _init_identity(self, generator: torch.Generator | None, inputs: Tensor | None) -> None:
         # Identity kernels; with ReLU, a positive bias shift keeps (almost) every input value alive
@@ -217,6 +243,42 @@ class HallucinatorBank(nn.Module):
 
     def conv_parameters(self) -> list[nn.Parameter]:
         return [p for n, p in self.named_parameters() if n not in ("sigma", "mu")]
+
+
+def within_class_directions(images: Tensor, labels: Tensor, k: int, max_samples: int = 4000,
+                            generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """Top-``k`` principal directions of within-class variation (x − class mean), pooled over classes.
+
+    Returns (directions (k, C, H, W) of unit norm, standard deviations (k,)). Used by the "pca" init.
+    """
+    n = images.shape[0]
+    if n > max_samples:
+        pick = torch.randperm(n, generator=generator)[:max_samples].to(images.device)
+        images, labels = images[pick], labels[pick]
+    x = images.flatten(1).float()
+    resid = torch.empty_like(x)
+    for c in labels.unique():
+        m = labels == c
+        resid[m] = x[m] - x[m].mean(0, keepdim=True)
+    k_eff = min(k, resid.shape[0], resid.shape[1])
+    _, s, v = torch.linalg.svd(resid.cpu(), full_matrices=False)
+    dirs = v[:k_eff]
+    std = s[:k_eff] / max(1.0, (resid.shape[0] - 1) ** 0.5)
+    if k_eff < k:
+        dirs = torch.cat([dirs, dirs[: k - k_eff]]) if k_eff else torch.zeros(k, x.shape[1])
+        std = torch.cat([std, std[: k - k_eff]]) if k_eff else torch.zeros(k)
+    return dirs.view(k, *images.shape[1:]), std
+
+
+def pca_shifts(images: Tensor, labels: Tensor, count: int, scale: float,
+               generator: torch.Generator | None = None) -> Tensor:
+    """Shifts for ``count`` hallucinators: ±scale·std along principal directions 1, 1, 2, 2, … ."""
+    dirs, std = within_class_directions(images, labels, (count + 1) // 2, generator=generator)
+    shifts = []
+    for j in range(count):
+        sign = 1.0 if j % 2 == 0 else -1.0
+        shifts.append(sign * scale * std[j // 2] * dirs[j // 2])
+    return torch.stack(shifts)
 
 
 def hallucinator_parameter_count(in_channels: int, out_channels: int, size: tuple[int, int],

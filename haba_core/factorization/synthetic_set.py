@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError, UnknownNameError
-from .hallucinator import HallucinatorBank, HallucinatorConfig
+from .hallucinator import HallucinatorBank, HallucinatorConfig, pca_shifts
 
 PARAMETERIZATIONS = ("haba", "plain", "idc", "idc-haba")
 
@@ -53,12 +53,33 @@ class SyntheticSet(nn.Module):
             self.hallucinators: HallucinatorBank | None = HallucinatorBank(
                 count, bases.shape[1], self.image_shape[0], self.image_shape[1:], self.hallucinator_config,
                 generator=generator)
-            if self.hallucinator_config.init == "identity":
+            if self.hallucinator_config.init in ("identity", "pca"):
                 self.hallucinators.reset_parameters(generator, inputs=self._upsample(self.bases.detach()))
         else:
             if bases.shape[1] != self.image_shape[0]:
                 raise ConfigError("bases with fewer channels than the image need hallucinators (param haba/idc-haba)")
             self.hallucinators = None
+
+    def init_hallucinators_from_data(self, images: Tensor, labels: Tensor,
+                                     generator: torch.Generator | None = None) -> None:
+        """The "pca" init: shift each hallucinator along a principal direction of within-class variation.
+
+        ``images`` are real training images in the model input space. Per-class hallucinators use their
+        own class's directions.
+        """
+        if self.hallucinators is None:
+            return
+        scale = self.hallucinator_config.pca_scale
+        n = self.num_hallucinators
+        if self.per_class:
+            parts = []
+            for c in range(self.num_classes):
+                m = labels == c
+                parts.append(pca_shifts(images[m], labels[m], n, scale, generator))
+            shifts = torch.cat(parts)
+        else:
+            shifts = pca_shifts(images, labels, n, scale, generator)
+        self.hallucinators.set_output_shift(shifts)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -111,14 +132,24 @@ class SyntheticSet(nn.Module):
         h = hallucinators.to(basis_index.device).repeat_interleave(nb)
         return self.compose(b, h), self.labels[b], b, h
 
-    def sample_epoch(self, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-        """Online composition for downstream training: each basis through a random hallucinator (no grad)."""
+    def sample_epoch(self, generator: torch.Generator | None = None, per_basis: int = 1) -> tuple[Tensor, Tensor]:
+        """Online composition for downstream training, without gradients.
+
+        Each basis goes through ``per_basis`` distinct randomly chosen hallucinators (1 = the paper's
+        protocol; ``per_basis >= num_hallucinators`` composes every pair).
+        """
         with torch.no_grad():
             idx = torch.arange(self.num_bases, device=self.bases.device)
             if self.hallucinators is None:
                 return self.compose(idx), self.labels.clone()
-            h = torch.randint(self.num_hallucinators, (self.num_bases,), generator=generator).to(self.bases.device)
-            return self.compose(idx, h), self.labels.clone()
+            k = max(1, min(per_basis, self.num_hallucinators))
+            if k == 1:
+                h = torch.randint(self.num_hallucinators, (self.num_bases,), generator=generator)
+            else:
+                h = torch.rand((self.num_bases, self.num_hallucinators), generator=generator).argsort(1)[:, :k].t()
+                h = h.reshape(-1)
+                idx = idx.repeat(k)
+            return self.compose(idx, h.to(self.bases.device)), self.labels[idx].clone()
 
     def materialize(self) -> tuple[Tensor, Tensor]:
         """All |H|×|B| composed images (hallucinator-major) and labels, without gradients."""

@@ -1,0 +1,156 @@
+"""Compute-matched comparison (issue 8): plain vs HaBa at equal stored bytes AND equal wall-clock.
+
+Every variant gets the same distillation time budget (iterations differ and are reported); snapshots
+taken along the way give accuracy-vs-time learning curves (PNG). Evaluation time is not counted.
+
+    python -m benchmarks.compute_matched --dataset mnist --ipc 2 --objective dm --time-budget 600 --seeds 3
+    python -m benchmarks.compute_matched --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import time
+from pathlib import Path
+
+import torch
+
+from haba_core import EvalConfig, FactorizedDataset, evaluate, select_coreset
+
+from .harness import (add_common_args, command_line, machine_info, markdown_table, mean_std, update_benchmarks_md,
+                      write_results)
+from .datasets import load_pair
+from .variants import variant_config
+
+
+def run_variant(name: str, train, test, args, seed: int) -> dict:
+    cfg = variant_config(name, objective=args.objective, ipc=args.ipc, iterations=10**9,
+                         time_limit_s=args.time_budget, net_width=args.net_width, seed=seed, device=args.device)
+    cfg.dm.batch_real = args.batch_real
+    cfg.dc.batch_real = args.batch_real
+    marks = [args.time_budget * (k + 1) / args.snapshots for k in range(args.snapshots)]
+    snaps: list[tuple[int, float, object]] = []
+
+    def observe(done: int, spent: float, synth) -> None:
+        if len(snaps) < len(marks) - 1 and spent >= marks[len(snaps)]:
+            snaps.append((done, spent, copy.deepcopy(synth)))
+
+    t0 = time.perf_counter()
+    result = distill_with(train, cfg, observe)
+    wall = time.perf_counter() - t0
+    ev = EvalConfig(runs=args.eval_runs, epochs=args.eval_epochs, net_width=args.net_width, seed=seed,
+                    device=args.device)
+    curve = []
+    for done, spent, synth in snaps:
+        fd = FactorizedDataset(synth, result.preprocessor, result.classes)
+        r = evaluate(fd, test, EvalConfig(**{**ev.__dict__, "runs": 1}))
+        curve.append({"seconds": round(spent, 1), "iterations": done, "acc": r.mean})
+    final = evaluate(result, test, ev)
+    t = result.meta["timings"]
+    curve.append({"seconds": round(t["iterations_run"] * (t["iteration_s"] or 0), 1),
+                  "iterations": t["iterations_run"], "acc": final.mean})
+    st = result.storage()
+    return {"variant": name, "seed": seed, "acc": final.mean, "acc_runs": final.accuracies,
+            "iterations": t["iterations_run"], "iteration_s": t["iteration_s"], "wall_s": wall,
+            "stored_bytes": st.bytes, "ipc_equivalent": round(st.ipc_equivalent, 3),
+            "bpc": result.meta["budget"]["bpc"], "hallucinators": result.num_hallucinators, "curve": curve}
+
+
+def distill_with(train, cfg, observe):
+    from haba_core import distill
+    return distill(train, cfg, observe=observe)
+
+
+def coreset_row(train, test, args, seed: int) -> dict:
+    fd = select_coreset(train, args.ipc, "random", seed=seed)
+    r = evaluate(fd, test, EvalConfig(runs=args.eval_runs, epochs=args.eval_epochs, net_width=args.net_width,
+                                      seed=seed, device=args.device))
+    st = fd.storage()
+    return {"variant": "random-coreset", "seed": seed, "acc": r.mean, "acc_runs": r.accuracies, "iterations": 0,
+            "iteration_s": 0.0, "wall_s": 0.0, "stored_bytes": st.bytes, "ipc_equivalent": st.ipc_equivalent,
+            "bpc": args.ipc, "hallucinators": 0, "curve": []}
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    out = []
+    for name in dict.fromkeys(r["variant"] for r in rows):
+        rs = [r for r in rows if r["variant"] == name]
+        m, s = mean_std([r["acc"] for r in rs])
+        it_m, _ = mean_std([r["iterations"] for r in rs])
+        out.append({"variant": name, "accuracy": f"{m:.2f} ± {s:.2f}", "seeds": len(rs),
+                    "iterations": int(round(it_m)), "stored_bytes": rs[0]["stored_bytes"],
+                    "ipc_equivalent": rs[0]["ipc_equivalent"], "bpc": rs[0]["bpc"], "H": rs[0]["hallucinators"]})
+    return out
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name in dict.fromkeys(r["variant"] for r in rows if r["curve"]):
+        rs = [r for r in rows if r["variant"] == name]
+        n = min(len(r["curve"]) for r in rs)
+        xs = [sum(r["curve"][k]["seconds"] for r in rs) / len(rs) for k in range(n)]
+        ys = [sum(r["curve"][k]["acc"] for r in rs) / len(rs) for k in range(n)]
+        ax.plot(xs, ys, marker="o", label=name)
+    ax.set_xlabel("distillation time (s)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common_args(p)
+    p.add_argument("--dataset", default="mnist", choices=["digits", "mnist", "cifar10"])
+    p.add_argument("--ipc", type=int, default=2)
+    p.add_argument("--objective", default="dm", choices=["dm", "dc", "dsa"])
+    p.add_argument("--variants", default="plain,haba-paper,haba-pca")
+    p.add_argument("--time-budget", type=float, default=600.0, help="distillation seconds per run")
+    p.add_argument("--snapshots", type=int, default=4)
+    p.add_argument("--eval-epochs", type=int, default=300)
+    p.add_argument("--eval-runs", type=int, default=3)
+    p.add_argument("--net-width", type=int, default=64)
+    p.add_argument("--batch-real", type=int, default=128)
+    p.add_argument("--no-coreset", action="store_true")
+    p.add_argument("--tag", default="")
+    p.add_argument("--test-limit", type=int, default=None, help="evaluate on a seeded subset of the test set")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.dataset = "digits" if args.dataset == "mnist" else args.dataset
+        args.time_budget, args.seeds, args.eval_epochs, args.eval_runs = 3.0, 1, 20, 1
+        args.net_width, args.batch_real, args.snapshots = 16, 32, 2
+    train, test = load_pair(args.dataset, args.data_root, args.quick, args.test_limit)
+    seeds = list(range(args.seeds))
+    rows = []
+    for seed in seeds:
+        if not args.no_coreset:
+            rows.append(coreset_row(train, test, args, seed))
+        for name in args.variants.split(","):
+            rows.append(run_variant(name, train, test, args, seed))
+            print(f"{name} seed {seed}: {rows[-1]['acc']:.2f}% after {rows[-1]['iterations']} iterations", flush=True)
+    name = f"compute_matched_{args.dataset}_ipc{args.ipc}_{args.objective}{args.tag}{'_quick' if args.quick else ''}"
+    meta = {"machine": machine_info(args.device), "command": command_line(), "args": vars(args)}
+    write_results(name, rows, meta, args.out)
+    png = Path(args.out) / f"{name}.png"
+    plot(rows, png, f"{args.dataset} IPC-{args.ipc} {args.objective}, {args.time_budget:.0f}s budget")
+    table = markdown_table(summarise(rows), ["variant", "accuracy", "seeds", "iterations", "stored_bytes",
+                                             "ipc_equivalent", "bpc", "H"])
+    print(table)
+    print(f"curves: {png}")
+    if not args.quick:
+        m = meta["machine"]
+        update_benchmarks_md(name, f"#### {args.dataset}, IPC-{args.ipc} equivalent, {args.objective}, "
+                                   f"{args.time_budget:.0f} s per run\n\n`{meta['command']}` — {m.get('date')}, "
+                                   f"{m.get('device')}\n\n{table}\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""Named distillation variants shared by the quality, ablation and compute-matched studies.
+
+Each variant maps to ``DistillConfig`` overrides; every study runs variants at the same IPC budget, so
+rows compare equal stored bytes (each row reports its bytes and IPC-equivalent).
+"""
+
+from __future__ import annotations
+
+from haba_core import DistillConfig, HallucinatorConfig
+
+VARIANTS: dict[str, dict] = {
+    # baselines
+    "plain": dict(parameterization="plain"),
+    "plain-herding": dict(parameterization="plain", basis_init="herding"),
+    "idc": dict(parameterization="idc"),
+    # HaBa as in the paper (random hallucinator init) and the options studied in issue 8
+    "haba-paper": dict(parameterization="haba", hallucinator=HallucinatorConfig(init="default")),
+    "haba-identity": dict(parameterization="haba", hallucinator=HallucinatorConfig(init="identity")),
+    "haba-pca": dict(parameterization="haba", hallucinator=HallucinatorConfig(init="pca")),
+    "haba-pca-herding": dict(parameterization="haba", basis_init="herding",
+                             hallucinator=HallucinatorConfig(init="pca")),
+    "haba-pca-adam": dict(parameterization="haba", hallucinator=HallucinatorConfig(init="pca"),
+                          hallucinator_optimizer="adam", lr_hallucinators=1e-3),
+    "haba-pca-nocos": dict(parameterization="haba", hallucinator=HallucinatorConfig(init="pca"), lambda_cos=0.0,
+                           lambda_con=0.0, lambda_task=0.0),
+    "haba-pca-1ch": dict(parameterization="haba", basis_channels=1, hallucinator=HallucinatorConfig(init="pca")),
+    "idc-haba-pca": dict(parameterization="idc-haba", hallucinator=HallucinatorConfig(init="pca")),
+    "haba-default": dict(),  # whatever DistillConfig() defaults to
+}
+
+
+def variant_config(name: str, **overrides) -> DistillConfig:
+    """``DistillConfig`` for a named variant with study-level ``overrides`` (objective, ipc, width, …)."""
+    if name not in VARIANTS:
+        raise SystemExit(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}")
+    fields = dict(overrides)
+    fields.update(VARIANTS[name])
+    nested = {k: fields.pop(k) for k in ("dm", "dc", "mtt") if k in fields}
+    cfg = DistillConfig(**fields)
+    for key, values in nested.items():
+        for k, v in values.items():
+            setattr(getattr(cfg, key), k, v)
+    return cfg
