@@ -59,6 +59,7 @@ class FactorizedDataset(Dataset):
         self.meta = dict(meta or {})
         # stored as float32 on disk: keep the in-memory value identical to what a reload gives
         self.learned_lr = None if learned_lr is None else float(torch.tensor(learned_lr, dtype=torch.float32))
+        self.history: list[dict[str, float]] = []
 
     # ------------------------------------------------------------------ Dataset protocol
     def __len__(self) -> int:

@@ -36,12 +36,12 @@ def test_mtt_end_to_end_stores_learned_lr(tmp_path):
 
 def test_single_hallucinator_has_no_cos_term():
     result = distill(separable_dataset(), tiny_config(hallucinators=1))
-    assert all(h["cos"] == 0.0 for h in result.meta["history"])
+    assert all(h["cos"] == 0.0 for h in result.history)
 
 
 def test_loss_terms_can_be_switched_off():
     result = distill(separable_dataset(), tiny_config(lambda_cos=0.0, lambda_con=0.0, lambda_task=0.0))
-    assert all(h["cos"] == 0.0 and h["adv"] == 0.0 for h in result.meta["history"])
+    assert all(h["cos"] == 0.0 and h["adv"] == 0.0 for h in result.history)
 
 
 def test_same_seed_same_result_and_other_seed_differs():

@@ -247,7 +247,7 @@ def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
                         "iterations_run": len(iter_times)},
             "history_tail": history[-5:]}
     result = FactorizedDataset(synth, pre, train.classes, meta, learned_lr)
-    result.meta["history"] = history
+    result.history = history  # per-iteration loss terms; kept out of meta.json (it grows with iterations)
     return result
 
 

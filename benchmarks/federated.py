@@ -1,0 +1,155 @@
+"""Federated HaBa vs FedAvg: test accuracy against total communicated bytes.
+
+Setting (issue "Flower wrapper"): 10 clients, Dirichlet α = 0.5 and IID label partitions of
+CIFAR-10 (``imagefolder:<data-root>/cifar10-jpeg.tar.gz``) and MNIST (``mnist``, root
+``<data-root>/mnist``). HaBa clients distil their partition (DM, ``--ipc`` images-per-class budget,
+5 hallucinators) and upload bases + hallucinators; the server trains the global model on all of them.
+HaBa one-shot is round 1 of the 3-round HaBa run (identical by construction: same seeds, same
+round-1 instructions); FedAvg runs 20 rounds (``flwr.serverapp.strategy.FedAvg``, 1 local epoch)
+and is reported after each round. Bytes are raw array bytes (float32 / int64) summed over clients,
+up + down (see ``federated/accounting.py``); client-side evaluation traffic is not counted.
+
+    python -m benchmarks.federated --quick                 # ~2 min on a GPU: tiny settings, MNIST + CIFAR-10
+    python -m benchmarks.federated --device cuda --seeds 1 # full study (hours; see docs/federated.md)
+
+Writes ``<out>/federated.json`` (default ``benchmarks/results/``) and prints a Markdown table; full
+runs also update the ``federated`` section of BENCHMARKS.md (``--md`` to choose another file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # allow `python benchmarks/federated.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import harness
+from benchmarks.harness import (add_common_args, fmt_bytes, load_average, machine_info, machine_line, markdown_path,
+                                markdown_table, resolve_device, seed_list, summarize, update_benchmarks_md,
+                                write_results)
+from haba_cl.fl_runner import run_federated
+
+FULL = {"clients": 10, "partitions": ["dirichlet", "iid"], "alpha": 0.5, "haba_rounds": 3, "fedavg_rounds": 20,
+        "run": {"iterations": 1000, "net-width": 128, "server-epochs": 300, "local-epochs": 1, "local-lr": 0.01,
+                "local-batch-size": 32, "hallucinators": 5, "fraction-evaluate": 0.0}}
+QUICK = {"clients": 10, "partitions": ["dirichlet", "iid"], "alpha": 0.5, "haba_rounds": 2, "fedavg_rounds": 2,
+         "run": {"iterations": 5, "net-width": 32, "server-epochs": 20, "local-epochs": 1, "local-lr": 0.01,
+                 "local-batch-size": 64, "hallucinators": 5, "batch-real": 64, "fraction-evaluate": 0.0,
+                 "train-limit": 2000, "test-limit": 1000}}
+FEDAVG_REPORT = (1, 2, 3, 5, 10, 15, 20)
+
+
+def dataset_source(name: str, data_root: Path) -> tuple[str, str]:
+    if name == "cifar10":
+        return f"imagefolder:{data_root / 'cifar10-jpeg.tar.gz'}", ""
+    if name == "mnist":
+        return "mnist", str(data_root / "mnist")
+    if name == "digits":
+        return "digits", ""
+    raise SystemExit(f"unknown dataset {name!r}: cifar10, mnist or digits")
+
+
+def one_setting(dataset: str, partition: str, ipc: int, seed: int, args: argparse.Namespace, settings: dict,
+                work: Path) -> dict[str, Any]:
+    name, root = dataset_source(dataset, args.data_root)
+    base = {**settings["run"], "dataset": name, "data-root": root, "partitioning": partition,
+            "alpha": settings["alpha"], "seed": seed, "partition-seed": seed, "ipc": ipc,
+            "device": str(args.device_name), "num-threads": int(args.threads_used), "min-available-clients": settings["clients"], "wait-for-clients-s": 5.0}
+    out = {}
+    for mode, rounds in (("haba", settings["haba_rounds"]), ("fedavg", settings["fedavg_rounds"])):
+        cfg = {**base, "mode": mode, "num-server-rounds": rounds,
+               "results-path": str(work / f"{dataset}-{partition}-ipc{ipc}-s{seed}-{mode}.json")}
+        t0 = time.perf_counter()
+        out[mode] = run_federated(cfg, settings["clients"], backend=args.backend)
+        out[mode]["bench_seconds"] = time.perf_counter() - t0
+        print(f"  {dataset} {partition} ipc={ipc} seed={seed} {mode}: final accuracy "
+              f"{out[mode]['final_accuracy']}, {out[mode]['totals']['bytes_total']:,} bytes, "
+              f"{out[mode]['bench_seconds']:.0f}s", file=sys.stderr)
+    return out
+
+
+def rows_for(dataset: str, partition: str, ipc: int, runs: list[dict], settings: dict) -> list[dict]:
+    """Rows (mean over seeds): HaBa one-shot, HaBa R-round, FedAvg after each reported round."""
+    label = partition if partition == "iid" else f"dirichlet α={settings['alpha']}"
+
+    def row(method: str, mode: str, k: int) -> dict:
+        accs = [r[mode]["rounds"][k - 1]["accuracy"] for r in runs if r[mode]["rounds"][k - 1]["accuracy"] is not None]
+        ups = [sum(x["bytes_up"] for x in r[mode]["rounds"][:k]) for r in runs]
+        downs = [sum(x["bytes_down"] for x in r[mode]["rounds"][:k]) for r in runs]
+        return {"dataset": dataset, "partition": label, "ipc": ipc, "method": method, "rounds": k,
+                **summarize(accs, digits=2, loads=[load_average()[0]]),
+                "bytes_up": sum(ups) / len(ups), "bytes_down": sum(downs) / len(downs),
+                "total_bytes": (sum(ups) + sum(downs)) / len(ups)}
+
+    clients = [c for r in runs for c in r["haba"]["rounds"][0].get("clients", [])]
+    stored = sum(c["bytes_up"] for c in clients) / len(clients) if clients else None
+    rows = []
+    for k in sorted({1, settings["haba_rounds"]}):
+        rows.append({**row("HaBa one-shot" if k == 1 else f"HaBa {k}-round", "haba", k), "stored_bytes": stored})
+    for k in [k for k in FEDAVG_REPORT if k <= settings["fedavg_rounds"]] or [settings["fedavg_rounds"]]:
+        rows.append({**row("FedAvg", "fedavg", k), "stored_bytes": None})
+    # FedAvg rounds needed to reach HaBa one-shot accuracy (seed-averaged curves); None = not within the run
+    one_shot = rows[0]["mean"]
+    curve = [summarize([r["fedavg"]["rounds"][k]["accuracy"] or 0.0 for r in runs])["mean"]
+             for k in range(settings["fedavg_rounds"])]
+    match = next((k + 1 for k, a in enumerate(curve) if a >= one_shot), None)
+    for r in rows:
+        r["fedavg_rounds_to_match_one_shot"] = match
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_common_args(parser)
+    parser.add_argument("--datasets", default="mnist,cifar10", help="comma list of mnist, cifar10, digits")
+    parser.add_argument("--ipc", default="10", help="comma list of per-client IPC budgets (default 10)")
+    parser.add_argument("--partitions", default=None, help="comma list of dirichlet, iid (default both)")
+    parser.add_argument("--backend", default="inprocess", choices=["inprocess", "ray"])
+    args = parser.parse_args(argv)
+    device = resolve_device(args.device)
+    args.device_name = device
+    threads = harness.configure_threads(args) if hasattr(harness, "configure_threads") else 1
+    args.threads_used = max(1, threads)
+    settings = dict(QUICK if args.quick else FULL)
+    if args.partitions:
+        settings["partitions"] = args.partitions.split(",")
+    seeds = seed_list(args)[:1] if args.quick else seed_list(args)
+    ipcs = [2] if args.quick and args.ipc == "10" else [int(v) for v in args.ipc.split(",")]
+    info = machine_info(device)
+    rows: list[dict] = []
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="haba-fl-bench-") as tmp:
+        for dataset in args.datasets.split(","):
+            for partition in settings["partitions"]:
+                for ipc in ipcs:
+                    runs = [one_setting(dataset, partition, ipc, s, args, settings, Path(tmp)) for s in seeds]
+                    rows += rows_for(dataset, partition, ipc, runs, settings)
+    meta = {"machine": info, "settings": settings, "seeds": seeds, "ipc": ipcs, "quick": args.quick,
+            "wall_seconds": time.perf_counter() - t0, "backend": args.backend}
+    path = write_results("federated", rows, meta, args.out)
+    for r in rows:
+        for k in ("bytes_up", "bytes_down", "total_bytes", "stored_bytes"):
+            r[k + "_h"] = fmt_bytes(r[k])
+    cols = [("dataset", "dataset"), ("partition", "partition"), ("ipc", "IPC/client"), ("method", "method"),
+            ("rounds", "rounds"), ("value", "accuracy %"), ("total_bytes_h", "total bytes"),
+            ("bytes_up_h", "up"), ("bytes_down_h", "down"), ("stored_bytes_h", "payload/client"), ("n", "n"),
+            ("load", "load")]
+    md = (f"## Federated: HaBa one-shot / few-round vs FedAvg (accuracy vs bytes)\n\n"
+          f"{machine_line(info)}; {len(seeds)} seed(s); {settings['clients']} clients; "
+          f"{'quick settings' if args.quick else 'full settings'}; `{meta.get('command', ' '.join(sys.argv))}`\n\n"
+          + markdown_table(rows, cols))
+    print(md)
+    print(f"\nJSON: {path}  ({meta['wall_seconds']:.0f}s)", file=sys.stderr)
+    md_path = markdown_path(args)
+    if md_path is not None:
+        update_benchmarks_md("federated", md, md_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

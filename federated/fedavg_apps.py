@@ -1,0 +1,198 @@
+"""FedAvg baseline: the same model, data and partitions, trained with Flower's own FedAvg.
+
+``fedavg_client_app`` / ``fedavg_server_app`` are standalone apps; the dispatching ``federated.client_app:app``
+and ``federated.server_app:app`` (referenced by pyproject) run the same handlers when ``mode = "fedavg"``.
+Communication is accounted by :class:`AccountedFedAvg`, a thin subclass of
+``flwr.serverapp.strategy.FedAvg`` that records the array bytes of every message it sends and receives.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.strategy import FedAvg
+
+from .accounting import DOWN, EVALUATE, TRAIN, UP, CommLedger, array_record_bytes, content_array_bytes, tensor_bytes
+from .task import (DEFAULT_RUN_CONFIG, build_model, client_config, evaluate_model, load_partition, node_partition,
+                   preprocessor_for, resolve_device, resolve_run_config, set_threads, state_dict_cpu)
+
+logger = logging.getLogger("flwr.haba")
+
+
+# ---------------------------------------------------------------------------------------------- client side
+def client_run_config(msg: Message, context: Context) -> dict[str, Any]:
+    """The run config a client works with: its own run config, overridden by what the server sent.
+
+    A ``data-root`` in the node config (``--node-config 'data-root="/data"'``) wins over both, so each
+    SuperNode can keep its data wherever it likes.
+    """
+    layers: list[Mapping[str, Any]] = [{k: v for k, v in context.run_config.items() if k in DEFAULT_RUN_CONFIG}]
+    if "config" in msg.content.config_records:
+        layers.append({k: v for k, v in msg.content.config_records["config"].items() if k in DEFAULT_RUN_CONFIG})
+    cfg = resolve_run_config(*layers)
+    if context.node_config.get("data-root"):
+        cfg["data-root"] = str(context.node_config["data-root"])
+    return cfg
+
+
+def server_round_of(msg: Message) -> int:
+    if "config" in msg.content.config_records:
+        return int(msg.content.config_records["config"].get("server-round", 1))
+    return 1
+
+
+def local_evaluate(msg: Message, context: Context) -> Message:
+    """Evaluate handler shared by both modes: accuracy of the received global model on this node's test part."""
+    cfg = client_run_config(msg, context)
+    set_threads(cfg)
+    pid, n = node_partition(context.node_config)
+    test = load_partition(cfg, pid, n, split="test")
+    model = build_model(cfg, test.image_shape, test.num_classes)
+    model.load_state_dict(msg.content.array_records["arrays"].to_torch_state_dict())
+    acc, loss = evaluate_model(model, test, preprocessor_for(test), resolve_device(cfg["device"]))
+    metrics = MetricRecord({"num-examples": len(test), "accuracy": float(acc), "loss": float(loss)})
+    return Message(RecordDict({"metrics": metrics}), reply_to=msg)
+
+
+def fedavg_train(msg: Message, context: Context) -> Message:
+    """Local SGD on this node's partition, starting from the received global model."""
+    cfg = client_run_config(msg, context)
+    set_threads(cfg)
+    pid, n = node_partition(context.node_config)
+    train = load_partition(cfg, pid, n, split="train")
+    device = resolve_device(cfg["device"])
+    model = build_model(cfg, train.image_shape, train.num_classes)
+    model.load_state_dict(msg.content.array_records["arrays"].to_torch_state_dict())
+    model.to(device)
+    x = preprocessor_for(train)(train.images.to(device))
+    y = train.labels.to(device)
+    gen = torch.Generator().manual_seed(int(cfg["seed"]) * 1000 + pid + 7 * server_round_of(msg))
+    opt = torch.optim.SGD(model.parameters(), lr=float(cfg["local-lr"]), momentum=0.9)
+    bs = max(1, int(cfg["local-batch-size"]))
+    t0 = time.perf_counter()
+    model.train()
+    total, count = 0.0, 0
+    for _ in range(int(cfg["local-epochs"])):
+        perm = torch.randperm(len(train), generator=gen)
+        for start in range(0, len(train), bs):
+            idx = perm[start:start + bs].to(device)
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.item() * idx.numel()
+            count += idx.numel()
+    state = state_dict_cpu(model)
+    metrics = MetricRecord({"num-examples": len(train), "train-loss": total / max(1, count),
+                            "upload-bytes": tensor_bytes(state), "train-seconds": time.perf_counter() - t0})
+    return Message(RecordDict({"arrays": ArrayRecord(state), "metrics": metrics}), reply_to=msg)
+
+
+fedavg_client_app = ClientApp()
+fedavg_client_app.train()(fedavg_train)
+fedavg_client_app.evaluate()(local_evaluate)
+
+
+# ---------------------------------------------------------------------------------------------- server side
+def _weighted_metrics(records: list[RecordDict], weight_key: str) -> MetricRecord:
+    """Weighted mean of every numeric metric; tolerates zero total weight (returns plain means)."""
+    weights = [float(next(iter(r.metric_records.values())).get(weight_key, 0)) for r in records]
+    total = sum(weights)
+    factors = [w / total for w in weights] if total > 0 else [1.0 / len(records)] * len(records)
+    out: dict[str, float] = {}
+    for r, f in zip(records, factors):
+        for key, value in next(iter(r.metric_records.values())).items():
+            if key == weight_key or isinstance(value, list):
+                continue
+            out[key] = out.get(key, 0.0) + float(value) * f
+    out[weight_key] = total
+    return MetricRecord(out)
+
+
+class AccountedFedAvg(FedAvg):
+    """Flower's FedAvg, plus byte accounting per message and a minimum number of valid replies."""
+
+    def __init__(self, ledger: CommLedger, min_clients: int = 1, **kwargs: Any):
+        kwargs.setdefault("train_metrics_aggr_fn", _weighted_metrics)
+        kwargs.setdefault("evaluate_metrics_aggr_fn", _weighted_metrics)
+        super().__init__(**kwargs)
+        self.ledger = ledger
+        self.min_clients = min_clients
+        self.round_info: dict[int, dict[str, Any]] = {}
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                        grid: Grid) -> Iterable[Message]:
+        messages = list(super().configure_train(server_round, arrays, config, grid))
+        for m in messages:
+            self.ledger.add(server_round, m.metadata.dst_node_id, DOWN, array_record_bytes(arrays), TRAIN)
+        self.round_info[server_round] = {"sent": len(messages), "valid": 0, "rejected": []}
+        return messages
+
+    def aggregate_train(self, server_round: int, replies: Iterable[Message]):
+        replies = list(replies)
+        info = self.round_info.setdefault(server_round, {"sent": len(replies), "valid": 0, "rejected": []})
+        valid = []
+        for msg in replies:
+            node = msg.metadata.src_node_id
+            if msg.has_error():
+                info["rejected"].append({"node": node, "kind": "client-error", "reason": str(msg.error.reason)})
+                logger.warning("round %d: dropped node %s: client error: %s", server_round, node, msg.error.reason)
+                continue
+            self.ledger.add(server_round, node, UP, content_array_bytes(msg.content), TRAIN)
+            valid.append(msg)
+        info["valid"] = len(valid)
+        info["no_reply"] = max(0, info["sent"] - len(replies))
+        if len(valid) < self.min_clients:
+            logger.error("round %d: only %d valid replies (min-clients %d); the global model is kept",
+                         server_round, len(valid), self.min_clients)
+            info["skipped"] = True
+            return None, None
+        return super().aggregate_train(server_round, valid)
+
+    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                           grid: Grid) -> Iterable[Message]:
+        messages = list(super().configure_evaluate(server_round, arrays, config, grid))
+        for m in messages:
+            self.ledger.add(server_round, m.metadata.dst_node_id, DOWN, array_record_bytes(arrays), EVALUATE)
+        return messages
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]):
+        replies = [m for m in replies if not m.has_error()]
+        if not replies:
+            return None
+        return self.evaluate_metrics_aggr_fn([m.content for m in replies], self.weighted_by_key)
+
+
+def run_fedavg(grid: Grid, cfg: dict[str, Any], test, central_evaluate, ledger: CommLedger) -> tuple[Any, AccountedFedAvg]:
+    """Run FedAvg for ``num-server-rounds``; returns Flower's ``Result`` and the strategy."""
+    n_avail = int(cfg["min-available-clients"])
+    strategy = AccountedFedAvg(ledger, min_clients=int(cfg["min-clients"]), fraction_train=1.0,
+                               fraction_evaluate=float(cfg["fraction-evaluate"]), min_train_nodes=n_avail,
+                               min_evaluate_nodes=n_avail if cfg["fraction-evaluate"] > 0 else 0,
+                               min_available_nodes=n_avail)
+    model = build_model(cfg, test.image_shape, test.num_classes)
+    initial = ArrayRecord(state_dict_cpu(model))
+    train_cfg = ConfigRecord(client_config(cfg))
+    eval_cfg = ConfigRecord(client_config(cfg))
+    result = strategy.start(grid=grid, initial_arrays=initial, num_rounds=int(cfg["num-server-rounds"]),
+                            timeout=float(cfg["round-timeout-s"]), train_config=train_cfg, evaluate_config=eval_cfg,
+                            evaluate_fn=central_evaluate)
+    return result, strategy
+
+
+def _fedavg_main(grid: Grid, context: Context) -> None:
+    from .server_app import run_server
+
+    run_server(grid, context, {"mode": "fedavg"})
+
+
+fedavg_server_app = ServerApp()
+fedavg_server_app.main()(_fedavg_main)

@@ -1,0 +1,298 @@
+"""The HaBa ServerApp: validate every client's factorized payload, compose the global synthetic set, train.
+
+Per round (``Strategy.start`` of ``flwr.serverapp.strategy``):
+
+1. ``configure_train`` waits for ``min-available-clients`` nodes (at most ``wait-for-clients-s``) and sends
+   each the client part of the run config; from round 2 on also the global model (``"arrays"``).
+2. ``aggregate_train`` validates each reply (:func:`federated.payload.decode_payload`), drops and logs
+   failed clients and invalid payloads with their reason, and continues only if at least
+   ``min-clients`` valid payloads arrived (otherwise the round is skipped and the model kept). The
+   latest valid payload of every client joins a :class:`haba_core.FactorizedCollection` (each part
+   composes with its own hallucinators) and the global model continues training on it with online
+   composition (:func:`haba_core.evaluate.train_on_synthetic`).
+3. Clients report the local accuracy of the new model (``fraction-evaluate``), and the server
+   evaluates it on the central test set.
+
+``num-server-rounds = 1`` is one-shot. Results (accuracy and bytes per round, totals) go to
+``results-path`` as JSON. ``app`` dispatches on ``mode`` (``haba`` | ``fedavg``);
+:func:`make_server_app` builds the same app with programmatic run-config overrides (used by the runner).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, MetricRecord, RecordDict
+from flwr.serverapp import Grid, ServerApp
+from flwr.serverapp.strategy import Strategy
+
+from haba_core import EvalConfig, FactorizedCollection, FactorizedDataset, ImageDataset
+from haba_core.evaluate import train_on_synthetic
+
+from .accounting import DOWN, EVALUATE, TRAIN, UP, CommLedger, array_record_bytes, content_array_bytes
+from .fedavg_apps import _weighted_metrics, run_fedavg
+from .payload import PayloadRejected, decode_payload
+from .task import (DEFAULT_RUN_CONFIG, build_model, client_config, evaluate_model, expected_payload, load_run_split,
+                   preprocessor_for, resolve_device, resolve_run_config, set_threads, state_dict_cpu)
+
+logger = logging.getLogger("flwr.haba")
+RESULTS_FORMAT = "haba-fl-results/1"
+
+
+def wait_for_nodes(grid: Grid, minimum: int, timeout_s: float, poll_s: float = 0.5) -> list[int]:
+    """Connected node ids once ``minimum`` are there, or whatever is there after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        nodes = sorted(grid.get_node_ids())
+        if len(nodes) >= minimum or time.monotonic() >= deadline:
+            if len(nodes) < minimum:
+                logger.warning("only %d of %d nodes connected after %.0fs; continuing", len(nodes), minimum, timeout_s)
+            return nodes
+        time.sleep(poll_s)
+
+
+class HabaStrategy(Strategy):
+    """Server side of federated HaBa (see the module docstring)."""
+
+    def __init__(self, cfg: Mapping[str, Any], test: ImageDataset, ledger: CommLedger | None = None):
+        self.cfg = dict(cfg)
+        self.test = test
+        self.ledger = ledger if ledger is not None else CommLedger()
+        self.preprocessor = preprocessor_for(test)
+        self.expect = expected_payload(cfg, test.image_shape, test.num_classes)
+        self.device = resolve_device(cfg["device"])
+        self.model = build_model(cfg, test.image_shape, test.num_classes).to(self.device)
+        self.generator = torch.Generator().manual_seed(int(cfg["seed"]))
+        self.parts: dict[int, FactorizedDataset] = {}
+        self.round_info: dict[int, dict[str, Any]] = {}
+
+    # -------------------------------------------------------------------------------- train
+    def summary(self) -> None:
+        e = self.expect
+        logger.info("HaBa strategy: %s, image %s, %d classes, plan %d bases/class of %s + %d hallucinators, "
+                    "payload cap %d bytes, min-clients %d", self.cfg["dataset"], e.image_shape, e.num_classes, e.bpc,
+                    e.basis_shape, e.num_hallucinators, e.max_bytes, self.cfg["min-clients"])
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                        grid: Grid) -> Iterable[Message]:
+        nodes = wait_for_nodes(grid, int(self.cfg["min-available-clients"]), float(self.cfg["wait-for-clients-s"]))
+        send_model = len(arrays) > 0
+        down = array_record_bytes(arrays) if send_model else 0
+        messages = []
+        for node in nodes:
+            content = RecordDict({"config": ConfigRecord({**client_config(self.cfg), "server-round": server_round})})
+            if send_model:
+                content["arrays"] = arrays
+            messages.append(Message(content, dst_node_id=node, message_type=MessageType.TRAIN,
+                                    group_id=str(server_round)))
+            self.ledger.add(server_round, node, DOWN, down, TRAIN)
+        self.round_info[server_round] = {"sent": len(messages), "valid": 0, "rejected": [], "clients": []}
+        logger.info("round %d: asked %d nodes to distil (%s)", server_round, len(messages),
+                    "with the global model" if send_model else "one-shot, no model sent")
+        return messages
+
+    def _reject(self, info: dict[str, Any], server_round: int, node: int, kind: str, reason: str) -> None:
+        info["rejected"].append({"node": node, "kind": kind, "reason": reason})
+        logger.warning("round %d: dropped node %s: %s: %s", server_round, node, kind, reason)
+
+    def aggregate_train(self, server_round: int,
+                        replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        replies = list(replies)
+        info = self.round_info.setdefault(server_round, {"sent": len(replies), "valid": 0, "rejected": [],
+                                                         "clients": []})
+        info["no_reply"] = max(0, info["sent"] - len(replies))
+        fresh: dict[int, FactorizedDataset] = {}
+        for msg in replies:
+            node = int(msg.metadata.src_node_id)
+            if msg.has_error():
+                self._reject(info, server_round, node, "client-error", str(msg.error.reason))
+                continue
+            try:
+                up = content_array_bytes(msg.content)
+            except (TypeError, ValueError):
+                up = sum(len(a.data) for r in msg.content.array_records.values() for a in r.values())
+            self.ledger.add(server_round, node, UP, up, TRAIN)
+            try:
+                decoded = decode_payload(msg.content, self.expect, self.preprocessor)
+            except PayloadRejected as exc:
+                self._reject(info, server_round, node, exc.kind, exc.reason)
+                continue
+            except Exception as exc:  # noqa: BLE001 - a hostile payload must never stop the round
+                self._reject(info, server_round, node, "format", f"{type(exc).__name__}: {exc}")
+                continue
+            fresh[node] = decoded.result
+            m = decoded.metrics
+            info["clients"].append({"node": node, "partition_id": _int(m.get("partition-id")),
+                                    "num_examples": _int(m.get("num-examples")), "bytes_up": decoded.upload_bytes,
+                                    "num_bases": len(decoded.result),
+                                    "distill_seconds": _float(m.get("distill-seconds"))})
+        info["valid"] = len(fresh)
+        if len(fresh) < int(self.cfg["min-clients"]):
+            info["skipped"] = True
+            logger.error("round %d: %d valid payloads, fewer than min-clients=%d; round skipped, model kept",
+                         server_round, len(fresh), self.cfg["min-clients"])
+            return None, MetricRecord({"valid-clients": len(fresh), "rejected-clients": len(info["rejected"])})
+        self.parts.update(fresh)
+        collection = FactorizedCollection(list(self.parts.values())).to(self.device)
+        lr = float(self.cfg["server-lr"]) or (collection.learned_lr or 0.01)
+        ecfg = EvalConfig(epochs=int(self.cfg["server-epochs"]), batch_size=int(self.cfg["server-batch-size"]),
+                          dsa=bool(self.cfg["server-dsa"]), lr=lr, device=str(self.device))
+        t0 = time.perf_counter()
+        train_on_synthetic(self.model, collection, ecfg, self.generator, lr)
+        info["server_train_seconds"] = time.perf_counter() - t0
+        info["global_bases"] = len(collection)
+        logger.info("round %d: trained the global model on %d bases from %d clients (%d valid now) in %.1fs",
+                    server_round, len(collection), len(self.parts), len(fresh), info["server_train_seconds"])
+        metrics = MetricRecord({"valid-clients": len(fresh), "rejected-clients": len(info["rejected"]),
+                                "global-bases": len(collection), "server-train-seconds": info["server_train_seconds"]})
+        return ArrayRecord(state_dict_cpu(self.model)), metrics
+
+    # -------------------------------------------------------------------------------- evaluate
+    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                           grid: Grid) -> Iterable[Message]:
+        frac = float(self.cfg["fraction-evaluate"])
+        if frac <= 0 or len(arrays) == 0:
+            return []
+        nodes = sorted(grid.get_node_ids())
+        if not nodes:
+            return []
+        k = min(len(nodes), max(1, math.ceil(frac * len(nodes))))
+        nodes = sorted(random.Random(int(self.cfg["seed"]) * 7919 + server_round).sample(nodes, k))
+        down = array_record_bytes(arrays)
+        messages = []
+        for node in nodes:
+            content = RecordDict({"arrays": arrays,
+                                  "config": ConfigRecord({**client_config(self.cfg), "server-round": server_round})})
+            messages.append(Message(content, dst_node_id=node, message_type=MessageType.EVALUATE,
+                                    group_id=str(server_round)))
+            self.ledger.add(server_round, node, DOWN, down, EVALUATE)
+        return messages
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+        ok = [m for m in replies if not m.has_error() and m.content.metric_records]
+        if not ok:
+            return None
+        return _weighted_metrics([m.content for m in ok], "num-examples")
+
+
+def _int(v: Any) -> int | None:
+    return None if v is None else int(v)
+
+
+def _float(v: Any) -> float | None:
+    return None if v is None else float(v)
+
+
+def make_central_evaluate(cfg: Mapping[str, Any], test: ImageDataset) -> Callable[[int, ArrayRecord], MetricRecord | None]:
+    """``evaluate_fn`` for ``Strategy.start``: accuracy/loss of the global arrays on the central test set."""
+    pre = preprocessor_for(test)
+    device = resolve_device(cfg["device"])
+
+    def central_evaluate(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
+        if len(arrays) == 0:
+            return None
+        model = build_model(cfg, test.image_shape, test.num_classes)
+        model.load_state_dict(arrays.to_torch_state_dict())
+        acc, loss = evaluate_model(model, test, pre, device)
+        logger.info("round %d: central test accuracy %.2f%%", server_round, acc)
+        return MetricRecord({"accuracy": float(acc), "loss": float(loss)})
+
+    return central_evaluate
+
+
+def build_results(cfg: Mapping[str, Any], result: Any, strategy: Any, ledger: CommLedger,
+                  wall_seconds: float) -> dict[str, Any]:
+    """The results document (``results-path``): per-round accuracy and bytes, and totals."""
+    rounds = []
+    for r in range(1, int(cfg["num-server-rounds"]) + 1):
+        central = result.evaluate_metrics_serverapp.get(r) if result is not None else None
+        local = result.evaluate_metrics_clientapp.get(r) if result is not None else None
+        info = dict(strategy.round_info.get(r, {}))
+        led = ledger.round_summary(r)
+        rounds.append({
+            "round": r,
+            "accuracy": float(central["accuracy"]) if central else None,
+            "loss": float(central["loss"]) if central else None,
+            "client_accuracy": float(local["accuracy"]) if local and "accuracy" in local else None,
+            "bytes_up": led["bytes_up"], "bytes_down": led["bytes_down"],
+            "cumulative_bytes": ledger.cumulative_total(r),
+            "eval_bytes_down": led["eval_bytes_down"],
+            "per_client_bytes": led["per_client"],
+            "clients_sent": info.get("sent", 0), "clients_valid": info.get("valid", 0),
+            "clients_no_reply": info.get("no_reply", 0),
+            "rejected": info.get("rejected", []), "skipped": bool(info.get("skipped", False)),
+            **{k: info[k] for k in ("clients", "server_train_seconds", "global_bases") if k in info},
+        })
+    accs = [r["accuracy"] for r in rounds if r["accuracy"] is not None]
+    initial = result.evaluate_metrics_serverapp.get(0) if result is not None else None
+    return {
+        "format": RESULTS_FORMAT, "mode": cfg["mode"], "status": "ok" if accs else "failed",
+        "dataset": cfg["dataset"], "num_rounds": int(cfg["num-server-rounds"]),
+        "initial_accuracy": float(initial["accuracy"]) if initial else None,
+        "final_accuracy": accs[-1] if accs else None,
+        "rounds": rounds, "totals": ledger.totals(), "wall_seconds": wall_seconds,
+        "config": dict(cfg),
+    }
+
+
+def write_results(path: str | os.PathLike, results: Mapping[str, Any]) -> Path:
+    """Write ``results`` as JSON atomically (temporary file, then rename)."""
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def run_server(grid: Grid, context: Context, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Body of the ServerApp for both modes; returns (and writes) the results document."""
+    run_cfg = {k: v for k, v in context.run_config.items() if k in DEFAULT_RUN_CONFIG}
+    ignored = sorted(k for k in context.run_config if k not in DEFAULT_RUN_CONFIG)
+    if ignored:
+        logger.warning("ignoring unknown run-config keys %s", ignored)
+    cfg = resolve_run_config(run_cfg, overrides)
+    set_threads({"num-threads": max(1, int(cfg["num-threads"]))})
+    test = load_run_split(cfg, "test")
+    ledger = CommLedger()
+    central = make_central_evaluate(cfg, test)
+    t0 = time.perf_counter()
+    if cfg["mode"] == "fedavg":
+        result, strategy = run_fedavg(grid, cfg, test, central, ledger)
+    else:
+        strategy = HabaStrategy(cfg, test, ledger)
+        result = strategy.start(grid=grid, initial_arrays=ArrayRecord(), num_rounds=int(cfg["num-server-rounds"]),
+                                timeout=float(cfg["round-timeout-s"]), evaluate_fn=central)
+    results = build_results(cfg, result, strategy, ledger, time.perf_counter() - t0)
+    if cfg["results-path"]:
+        write_results(cfg["results-path"], results)
+        logger.info("results written to %s", cfg["results-path"])
+    tot = results["totals"]
+    logger.info("%s finished: final accuracy %s, %d bytes up, %d bytes down", cfg["mode"], results["final_accuracy"],
+                tot["bytes_up"], tot["bytes_down"])
+    return results
+
+
+def make_server_app(overrides: Mapping[str, Any] | None = None) -> ServerApp:
+    """A ServerApp running :func:`run_server` with ``overrides`` on top of the Flower run config."""
+    frozen = dict(overrides or {})
+    server_app = ServerApp()
+
+    @server_app.main()
+    def main(grid: Grid, context: Context) -> None:
+        run_server(grid, context, frozen)
+
+    return server_app
+
+
+app = make_server_app()
+haba_server_app = make_server_app({"mode": "haba"})

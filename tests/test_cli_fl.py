@@ -1,0 +1,74 @@
+"""The ``haba-fl`` runner: a tiny in-process run of both methods, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from haba_cl.fl_cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--dataset", "digits", "--iterations", "2", "--net-width", "16", "--net-depth", "2", "--hallucinators", "2",
+        "--server-epochs", "3", "--set", "batch-real=32"]
+
+
+def run_cli(argv):
+    try:
+        return main(argv)
+    except SystemExit as exc:  # argparse errors
+        return exc.code
+
+
+def test_runs_both_methods_and_writes_results(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = run_cli([*TINY, "--clients", "2", "--alpha", "1.0", "--mode", "both", "--rounds", "2", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err[-3000:]
+    doc = json.loads((out / "results.json").read_text())
+    assert set(doc["runs"]) == {"haba", "fedavg"}
+    assert [r["method"] for r in doc["table"]] == ["HaBa one-shot", "HaBa 2-round", "FedAvg", "FedAvg"]
+    for mode, run in doc["runs"].items():
+        assert run["status"] == "ok" and len(run["rounds"]) == 2
+        for r in run["rounds"]:
+            assert r["accuracy"] is not None and r["bytes_up"] > 0
+        assert run["totals"]["bytes_total"] == run["rounds"][-1]["cumulative_bytes"]
+        assert (out / f"{mode}.json").exists()
+    one_shot = doc["table"][0]
+    assert one_shot["bytes_down"] == 0 and one_shot["total_bytes"] == doc["runs"]["haba"]["rounds"][0]["bytes_up"]
+    assert doc["table"][-1]["total_bytes"] == doc["runs"]["fedavg"]["totals"]["bytes_total"]
+    assert "HaBa one-shot" in captured.out and "total bytes" in captured.out
+
+
+@pytest.mark.parametrize("argv", [
+    ["--dataset", "no-such-set"],
+    ["--mode", "fedprox"],
+    ["--dataset", "mnist", "--data-root", "{tmp}/nowhere"],
+    ["--dataset", "imagefolder:{tmp}/missing.tar.gz"],
+    ["--alpha", "0"],
+    ["--alpha", "-0.5"],
+    ["--clients", "0"],
+    ["--rounds", "0"],
+    ["--clients", "abc"],
+    ["--set", "no-such-key=1"],
+])
+def test_bad_input_is_one_line_exit_2(argv, tmp_path, capsys):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    code = run_cli([*argv, "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("haba-fl: error:"), err
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_console_script_error_has_no_traceback(tmp_path):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, "-m", "haba_cl.fl_cli", "--alpha", "0", "--out", str(tmp_path)],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
+    assert "alpha" in proc.stderr

@@ -1,0 +1,173 @@
+"""Client and server apps driven directly with constructed Messages (no Ray, no network)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from flwr.clientapp import ClientApp
+
+import federated.client_app as client_mod
+from federated.accounting import content_array_bytes, tensor_bytes
+from federated.client_app import app as client_app
+from federated.client_app import haba_train
+from federated.fedavg_apps import local_evaluate
+from federated.payload import ARRAYS_KEY, decode_payload
+from federated.server_app import run_server
+from federated.task import (build_model, client_config, expected_payload, load_partition, load_split,
+                            preprocessor_for, resolve_run_config, state_dict_cpu)
+from haba_cl.fl_runner import InProcessGrid, set_task_identity
+
+TINY = {"dataset": "digits", "iterations": 2, "net-width": 16, "net-depth": 2, "batch-real": 32, "hallucinators": 2,
+        "server-epochs": 3, "fraction-evaluate": 0.0, "wait-for-clients-s": 1.0}
+
+
+@pytest.fixture(autouse=True)
+def _identity():
+    set_task_identity(4242)
+
+
+def node_context(pid: int, n: int, **node_cfg) -> Context:
+    return Context(run_id=4242, node_id=100 + pid, node_config={"partition-id": pid, "num-partitions": n, **node_cfg},
+                   state=RecordDict(), run_config={})
+
+
+def instruction(cfg, node_id: int, kind=MessageType.TRAIN, arrays: ArrayRecord | None = None, rnd: int = 1) -> Message:
+    content = RecordDict({"config": ConfigRecord({**client_config(cfg), "server-round": rnd})})
+    if arrays is not None:
+        content["arrays"] = arrays
+    return Message(content, dst_node_id=node_id, message_type=kind)
+
+
+def server_context(cfg_overrides) -> Context:
+    return Context(run_id=4242, node_id=0, node_config={}, state=RecordDict(), run_config=dict(cfg_overrides))
+
+
+def test_train_handler_replies_with_a_valid_payload():
+    cfg = resolve_run_config(TINY)
+    reply = client_app(instruction(cfg, 100), node_context(0, 3))
+    assert reply.has_content()
+    train = load_partition(cfg, 0, 3)
+    metrics = reply.content["metrics"]
+    assert metrics["upload-bytes"] == content_array_bytes(reply.content)
+    assert metrics["num-examples"] == len(train) and metrics["distill-seconds"] > 0
+    test = load_split("digits", "", "test")
+    decoded = decode_payload(reply.content, expected_payload(cfg, test.image_shape, 10), preprocessor_for(test))
+    present = {c for c, k in enumerate(train.samples_per_class()) if k > 0}
+    assert set(decoded.result.synthetic.labels.tolist()) == present  # bases of absent classes are not uploaded
+    assert decoded.upload_bytes == tensor_bytes(decoded.tensors)
+
+
+def test_evaluate_handler_reports_local_accuracy():
+    cfg = resolve_run_config(TINY)
+    model = build_model(cfg, (1, 8, 8), 10)
+    msg = instruction(cfg, 101, MessageType.EVALUATE, ArrayRecord(state_dict_cpu(model)))
+    reply = client_app(msg, node_context(1, 3))
+    m = reply.content["metrics"]
+    assert m["num-examples"] == len(load_partition(cfg, 1, 3, split="test"))
+    assert 0.0 <= m["accuracy"] <= 100.0 and m["loss"] > 0
+
+
+def test_fedavg_train_handler_returns_updated_model():
+    cfg = resolve_run_config({**TINY, "mode": "fedavg"})
+    model = build_model(cfg, (1, 8, 8), 10)
+    before = state_dict_cpu(model)
+    reply = client_app(instruction(cfg, 100, arrays=ArrayRecord(before)), node_context(0, 2))
+    after = reply.content["arrays"].to_torch_state_dict()
+    assert set(after) == set(before) and any(not torch.equal(after[k], before[k]) for k in before)
+    assert reply.content["metrics"]["upload-bytes"] == tensor_bytes(before)
+
+
+def _crashy_app() -> ClientApp:
+    """Partition 1 crashes, partition 2 uploads labels out of range; the others behave."""
+    app = ClientApp()
+
+    @app.train()
+    def train(msg: Message, context: Context) -> Message:
+        pid = int(context.node_config["partition-id"])
+        if pid == 1:
+            raise RuntimeError("simulated client crash")
+        reply = haba_train(msg, context)
+        if pid == 2:
+            labels = reply.content.array_records[ARRAYS_KEY]["labels"].numpy().copy()
+            labels[0] = 99
+            reply.content.array_records[ARRAYS_KEY]["labels"] = Array(labels)
+        return reply
+
+    app.evaluate()(local_evaluate)
+    return app
+
+
+def test_crashing_and_invalid_clients_do_not_stop_the_round(tmp_path):
+    over = {**TINY, "min-available-clients": 4, "results-path": str(tmp_path / "r.json")}
+    grid = InProcessGrid(_crashy_app(), 4)
+    results = run_server(grid, server_context({}), over)
+    assert results["status"] == "ok" and results["final_accuracy"] is not None
+    r1 = results["rounds"][0]
+    assert r1["clients_sent"] == 4 and r1["clients_valid"] == 2
+    assert sorted(x["kind"] for x in r1["rejected"]) == ["client-error", "label-range"]
+    assert any("simulated client crash" in x["reason"] for x in r1["rejected"])
+    assert (tmp_path / "r.json").exists()
+
+
+def test_too_few_valid_clients_skip_the_round():
+    grid = InProcessGrid(_crashy_app(), 3)
+    results = run_server(grid, server_context({}), {**TINY, "min-clients": 2, "min-available-clients": 3})
+    r1 = results["rounds"][0]
+    assert r1["skipped"] and r1["clients_valid"] == 1 and r1["accuracy"] is None
+    assert results["status"] == "failed"
+
+
+def test_few_rounds_refine_from_the_global_model_and_account_bytes(tmp_path, monkeypatch):
+    calls = []
+    real_distill = client_mod.distill
+
+    def spy(train, config, **kw):
+        calls.append({"resume": kw.get("resume"), "init": kw.get("network_init") is not None,
+                      "iterations": config.iterations})
+        return real_distill(train, config, **kw)
+
+    monkeypatch.setattr(client_mod, "distill", spy)
+    uploads: list[int] = []
+    app = ClientApp()
+
+    @app.train()
+    def train(msg, context):
+        reply = client_app(msg, context)
+        uploads.append(sum(t.numel() * t.element_size()
+                           for t in reply.content.array_records[ARRAYS_KEY].to_torch_state_dict().values()))
+        return reply
+
+    app.evaluate()(local_evaluate)
+    state = tmp_path / "state"
+    grid = InProcessGrid(app, 2, node_configs=[{"state-dir": str(state)}] * 2)
+    over = {**TINY, "num-server-rounds": 2, "min-available-clients": 2, "fraction-evaluate": 1.0}
+    results = run_server(grid, server_context({}), over)
+
+    assert [c["resume"] for c in calls] == [False, False, True, True]
+    assert [c["init"] for c in calls] == [False, False, True, True]
+    assert [c["iterations"] for c in calls] == [2, 2, 4, 4]
+    assert not any(state.rglob("state.json"))  # refinement checkpoints are removed after the last round
+
+    cfg = resolve_run_config(over)
+    model_bytes = tensor_bytes(state_dict_cpu(build_model(cfg, (1, 8, 8), 10)))
+    r1, r2 = results["rounds"]
+    assert r1["bytes_down"] == 0 and r1["bytes_up"] == sum(uploads[:2])
+    assert r2["bytes_down"] == 2 * model_bytes and r2["bytes_up"] == sum(uploads[2:])
+    assert r1["eval_bytes_down"] == r2["eval_bytes_down"] == 2 * model_bytes
+    assert results["totals"]["bytes_total"] == sum(uploads) + 2 * model_bytes == r2["cumulative_bytes"]
+    assert r1["accuracy"] is not None and r2["accuracy"] is not None and r2["client_accuracy"] is not None
+
+
+def test_fedavg_mode_through_the_same_server_app(tmp_path):
+    over = {**TINY, "mode": "fedavg", "num-server-rounds": 2, "min-available-clients": 2, "fraction-evaluate": 1.0}
+    results = run_server(InProcessGrid(client_app, 2), server_context({}), over)
+    cfg = resolve_run_config(over)
+    model_bytes = tensor_bytes(state_dict_cpu(build_model(cfg, (1, 8, 8), 10)))
+    assert results["mode"] == "fedavg" and results["status"] == "ok"
+    for r in results["rounds"]:
+        assert r["bytes_down"] == 2 * model_bytes and r["bytes_up"] == 2 * model_bytes
+        assert r["accuracy"] is not None and r["client_accuracy"] is not None
+    assert results["totals"]["bytes_total"] == 8 * model_bytes
+    assert np.isfinite(results["final_accuracy"])

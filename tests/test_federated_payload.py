@@ -1,0 +1,238 @@
+"""Federated payload: bit-exact round trip, every rejection with its reason, byte accounting, partitioning."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from flwr.app import Array, ArrayRecord
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
+
+from haba_core import ConfigError, DistillConfig, distill
+from federated.accounting import CommLedger, array_record_bytes, content_array_bytes, tensor_bytes
+from federated.payload import ARRAYS_KEY, META_KEY, REJECTION_KINDS, PayloadRejected, decode_payload, encode_payload
+from federated.task import (DEFAULT_RUN_CONFIG, distill_config, drop_classes, expected_payload, load_partition,
+                            load_split, partition_indices, preprocessor_for, resolve_run_config)
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = {"dataset": "digits", "iterations": 2, "net-width": 16, "net-depth": 2, "batch-real": 32, "hallucinators": 2}
+
+
+@pytest.fixture(scope="module")
+def cfg():
+    return resolve_run_config(TINY)
+
+
+@pytest.fixture(scope="module")
+def result(cfg):
+    train = load_partition(cfg, 0, 3)
+    return distill(train, distill_config(cfg, seed=3), preprocessor=preprocessor_for(train))
+
+
+@pytest.fixture(scope="module")
+def expect(cfg):
+    return expected_payload(cfg, (1, 8, 8), 10)
+
+
+@pytest.fixture(scope="module")
+def pre():
+    return preprocessor_for(load_split("digits", "", "test"))
+
+
+def parts(result):
+    return {k: v.clone() for k, v in result.tensors().items()}, copy.deepcopy(result.describe())
+
+
+def test_round_trip_is_bit_exact(result, expect, pre):
+    tensors, meta = parts(result)
+    content = encode_payload(tensors, meta, {"num-examples": 7})
+    decoded = decode_payload(content, expect, pre)
+    assert set(decoded.tensors) == set(tensors)
+    for name, t in tensors.items():
+        got = decoded.tensors[name]
+        assert got.dtype == t.dtype and got.shape == t.shape
+        if t.dtype == torch.float32:
+            assert torch.equal(got.view(torch.int32), t.view(torch.int32)), name
+        else:
+            assert torch.equal(got, t), name
+    again = decoded.result.tensors()
+    for name, t in tensors.items():
+        assert torch.equal(again[name], t)
+    x0, y0 = result.materialize()
+    x1, y1 = decoded.result.materialize()
+    assert torch.equal(x0, x1) and torch.equal(y0, y1)
+    assert decoded.result.preprocessor.zca is None
+    assert decoded.metrics["num-examples"] == 7
+
+
+def test_dropped_classes_still_decode(result, expect, pre):
+    keep = torch.zeros(10, dtype=torch.bool)
+    keep[[1, 4, 7]] = True
+    tensors, meta = drop_classes(result, keep)
+    decoded = decode_payload(encode_payload(tensors, meta), expect, pre)
+    assert sorted(decoded.result.synthetic.labels.tolist()) == [1, 4, 7]
+
+
+def _set_array(content, name, array):
+    content.array_records[ARRAYS_KEY][name] = array
+
+
+def _mutations():
+    """case -> (mutate(tensors, meta) before encoding | "cap" | None, post(content) after encoding | None)."""
+    m = {}
+    m["missing-record"] = (None, lambda c: c.__delitem__(ARRAYS_KEY))
+    m["missing-record/bases"] = (lambda ts, me: ts.pop("bases"), None)
+    m["bad-meta/format"] = (None, lambda c: c.config_records[META_KEY].__setitem__("format", "other/9"))
+    m["bad-meta/json"] = (None, lambda c: c.config_records[META_KEY].__setitem__("json", "{not json"))
+    m["bad-meta/field"] = (lambda ts, me: me.pop("num_bases"), None)
+    m["too-large"] = ("cap", None)
+    m["unexpected-array"] = (lambda ts, me: ts.__setitem__("evil", torch.zeros(3)), None)
+    m["zca"] = (lambda ts, me: ts.__setitem__("zca.mean", torch.zeros(64)), None)
+    m["dtype/bases"] = (lambda ts, me: ts.__setitem__("bases", ts["bases"].double()), None)
+    m["dtype/labels"] = (lambda ts, me: ts.__setitem__("labels", ts["labels"].int()), None)
+    m["undecodable"] = (None, lambda c: _set_array(c, "bases", Array(dtype="float32", shape=tuple(
+        c.array_records[ARRAYS_KEY]["bases"].shape), stype="numpy.ndarray", data=b"\x93NUMPY garbage")))
+    m["undecodable/shape"] = (None, lambda c: _set_array(c, "bases", Array(dtype="float32", shape=(99, 1, 8, 8),
+                                                                           stype="numpy.ndarray",
+                                                                           data=c.array_records[ARRAYS_KEY]["bases"].data)))
+    m["non-finite/bases"] = (lambda ts, me: ts["bases"].view(-1).__setitem__(0, float("nan")), None)
+    m["non-finite/hallucinator"] = (lambda ts, me: ts["hallucinators.sigma"].view(-1).__setitem__(0, float("inf")),
+                                    None)
+    m["image-shape"] = (lambda ts, me: me.__setitem__("image_shape", [1, 16, 16]), None)
+    m["num-classes"] = (lambda ts, me: (me.__setitem__("num_classes", 11), me["classes"].append("x")), None)
+    m["parameterization"] = (lambda ts, me: me.__setitem__("parameterization", "plain"), None)
+    m["hallucinator-config/depth"] = (lambda ts, me: me["hallucinator"].__setitem__("depth", 2), None)
+    m["hallucinator-config/count"] = (lambda ts, me: me.__setitem__("num_hallucinators", 5), None)
+    m["shape/basis"] = (lambda ts, me: me.__setitem__("basis_shape", [1, 4, 4]), None)
+    m["shape/bases"] = (lambda ts, me: ts.__setitem__("bases", ts["bases"][:, :, :4, :4].contiguous()), None)
+    m["shape/labels"] = (lambda ts, me: ts.__setitem__("labels", ts["labels"][:-1].contiguous()), None)
+    m["hallucinator-shape/missing"] = (lambda ts, me: ts.pop("hallucinators.mu"), None)
+    m["hallucinator-shape/shape"] = (lambda ts, me: ts.__setitem__("hallucinators.mu", ts["hallucinators.mu"][:1]),
+                                     None)
+    m["label-range"] = (lambda ts, me: ts["labels"].__setitem__(0, 10), None)
+    m["label-range/negative"] = (lambda ts, me: ts["labels"].__setitem__(0, -1), None)
+    m["budget"] = (lambda ts, me: ts["labels"].fill_(3), None)
+    m["lr"] = (lambda ts, me: ts.__setitem__("lr", torch.tensor([-1.0])), None)
+    return m
+
+
+MUTATIONS = _mutations()
+
+
+@pytest.mark.parametrize("case", sorted(MUTATIONS))
+def test_every_invalid_payload_is_rejected_with_its_reason(case, result, expect, pre):
+    kind = case.split("/")[0]
+    assert kind in REJECTION_KINDS
+    mutate, post = MUTATIONS[case]
+    tensors, meta = parts(result)
+    if callable(mutate):
+        mutate(tensors, meta)
+    content = encode_payload(tensors, meta)
+    if post is not None:
+        post(content)
+    exp = expect
+    if mutate == "cap":
+        from dataclasses import replace
+
+        exp = replace(expect, max_bytes=tensor_bytes(tensors) - 1)
+    with pytest.raises(PayloadRejected) as info:
+        decode_payload(content, exp, pre)
+    assert info.value.kind == kind, (case, info.value)
+    assert info.value.reason and len(info.value.reason) > 10
+
+
+def test_every_rejection_kind_is_exercised():
+    tested = {case.split("/")[0] for case in MUTATIONS}
+    # client-error: tests/test_federated_apps.py; format: the last-resort FormatError from from_tensors
+    assert set(REJECTION_KINDS) - tested == {"client-error", "format"}
+
+
+def test_bytes_accounting_equals_array_sizes(result):
+    tensors, meta = parts(result)
+    expected = sum(t.numel() * t.element_size() for t in tensors.values())
+    assert tensor_bytes(tensors) == expected
+    content = encode_payload(tensors, meta)
+    assert content["metrics"]["upload-bytes"] == expected
+    assert array_record_bytes(content.array_records[ARRAYS_KEY]) == expected
+    assert content_array_bytes(content) == expected
+    # the wire form is the raw arrays plus small .npy headers
+    wire = sum(len(a.data) for a in content.array_records[ARRAYS_KEY].values())
+    assert expected < wire < expected + 200 * len(tensors)
+    model = torch.nn.Linear(5, 3)
+    rec = ArrayRecord(model.state_dict())
+    assert array_record_bytes(rec) == (5 * 3 + 3) * 4
+
+
+def test_ledger_sums_per_round_and_client():
+    led = CommLedger()
+    led.add(1, "a", "up", 100)
+    led.add(1, "b", "up", 50)
+    led.add(2, "a", "down", 1000)
+    led.add(2, "a", "up", 100)
+    led.add(2, "a", "down", 7, "evaluate")
+    r2 = led.round_summary(2)
+    assert r2["bytes_up"] == 100 and r2["bytes_down"] == 1000 and r2["eval_bytes_down"] == 7
+    assert r2["per_client"] == {"a": {"bytes_up": 100, "bytes_down": 1000}}
+    assert led.totals() == {"bytes_up": 250, "bytes_down": 1000, "bytes_total": 1250, "eval_bytes_down": 7,
+                            "eval_bytes_up": 0}
+    assert led.cumulative_total(1) == 150 and led.cumulative_total(2) == 1250
+
+
+@pytest.mark.parametrize("scheme,alpha", [("iid", 1.0), ("dirichlet", 0.5), ("dirichlet", 0.05)])
+def test_partitions_are_disjoint_exhaustive_and_deterministic(scheme, alpha):
+    labels = load_split("digits", "", "train").labels
+    a = partition_indices(labels, 7, scheme, alpha, seed=3, num_classes=10)
+    b = partition_indices(labels, 7, scheme, alpha, seed=3, num_classes=10)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    allidx = torch.cat(a)
+    assert allidx.numel() == labels.numel() and torch.unique(allidx).numel() == labels.numel()
+    assert min(p.numel() for p in a) >= 1
+
+
+def test_small_alpha_skews_labels():
+    labels = load_split("digits", "", "train").labels
+
+    def classes_per_part(alpha):
+        ps = partition_indices(labels, 10, "dirichlet", alpha, seed=0, num_classes=10)
+        return np.mean([len(set(labels[p].tolist())) for p in ps])
+
+    assert classes_per_part(0.05) < classes_per_part(100.0)
+    assert classes_per_part(100.0) >= 9
+
+
+def test_config_validation():
+    with pytest.raises(ConfigError):
+        resolve_run_config({"alpha": 0})
+    with pytest.raises(ConfigError):
+        resolve_run_config({"mode": "fedprox"})
+    with pytest.raises(ConfigError):
+        resolve_run_config({"no-such-key": 1})
+    with pytest.raises(ConfigError, match="ZCA"):
+        distill_config(resolve_run_config({"distill-overrides": json.dumps({"zca": True})}))
+    cfg = resolve_run_config({"distill-overrides": json.dumps({"lambda_cos": 0.0, "dm": {"batch_real": 8}})})
+    d = distill_config(cfg)
+    assert isinstance(d, DistillConfig) and d.lambda_cos == 0.0 and d.dm.batch_real == 8 and not d.zca
+
+
+def test_pyproject_flower_app_section_matches_defaults():
+    doc = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    flwr = doc["tool"]["flwr"]
+    assert "federations" not in flwr
+    app = flwr["app"]
+    assert app["publisher"]
+    assert app["components"] == {"serverapp": "federated.server_app:app", "clientapp": "federated.client_app:app"}
+    assert app["config"] == DEFAULT_RUN_CONFIG
+    from flwr.clientapp import ClientApp
+    from flwr.serverapp import ServerApp
+
+    from federated import client_app, server_app
+
+    assert isinstance(server_app.app, ServerApp) and isinstance(client_app.app, ClientApp)
