@@ -7,7 +7,7 @@ from .adversary import Adversary, pairwise_cosine_loss, supervised_contrastive_l
 from .augment import DSA, DSAConfig
 from .budget import Plan, StorageReport, plan_budget
 from .collection import FactorizedCollection
-from .coreset import select_coreset
+from .coreset import herding_select, select_coreset
 from .data import KNOWN_DATASETS, ImageDataset, load_dataset
 from .distill import DistillConfig, distill
 from .errors import (BudgetError, ConfigError, DatasetNotFoundError, DistillationInterrupted, FormatError,
@@ -23,7 +23,7 @@ from .zca import ZCA
 
 __all__ = [
     "Adversary", "pairwise_cosine_loss", "supervised_contrastive_loss", "DSA", "DSAConfig", "Plan",
-    "StorageReport", "plan_budget", "FactorizedCollection", "select_coreset", "KNOWN_DATASETS", "ImageDataset", "load_dataset",
+    "StorageReport", "plan_budget", "FactorizedCollection", "select_coreset", "herding_select", "KNOWN_DATASETS", "ImageDataset", "load_dataset",
     "DistillConfig", "distill", "BudgetError", "ConfigError", "DatasetNotFoundError", "DistillationInterrupted",
     "FormatError", "HabaError", "NonFiniteLossError", "UnknownNameError", "EvalConfig", "EvalResult", "evaluate",
     "HallucinatorBank", "HallucinatorConfig", "SyntheticSet", "FactorizedDataset", "KNOWN_NETWORKS",

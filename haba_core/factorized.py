@@ -211,7 +211,9 @@ class FactorizedDataset(Dataset):
         if len(classes) != num_classes:
             raise FormatError("meta.json lists a different number of classes than num_classes")
         try:
-            synthetic = SyntheticSet(bases, labels, image_shape, num_classes, n_h, hall_cfg, per_class)
+            # a throwaway generator: the initial weights are overwritten below and global RNGs stay untouched
+            synthetic = SyntheticSet(bases, labels, image_shape, num_classes, n_h, hall_cfg, per_class,
+                                     generator=torch.Generator().manual_seed(0))
         except Exception as exc:  # noqa: BLE001 - any construction failure means inconsistent metadata
             raise FormatError(f"inconsistent factorized metadata: {exc}") from exc
         if synthetic.hallucinators is not None:

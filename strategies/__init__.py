@@ -1,0 +1,11 @@
+"""Avalanche 0.6 adapters: HaBa (factorized) replay memory for continual learning.
+
+Imports only ``haba_core`` (plus avalanche and torch). See ``docs/continual.md``.
+"""
+
+from .haba_replay import HabaReplay, HabaReplayPlugin, paper_cl_config
+from .memory import FactorizedMemory, MemoryPart, MemoryPlan, preserved_rng
+from .replay_batches import mix_into_minibatch
+
+__all__ = ["HabaReplay", "HabaReplayPlugin", "paper_cl_config", "FactorizedMemory", "MemoryPart", "MemoryPlan",
+           "preserved_rng", "mix_into_minibatch"]

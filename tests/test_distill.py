@@ -119,3 +119,19 @@ def test_haba_result_round_trips_through_disk(tmp_path):
     meta = json.loads((tmp_path / "out" / "meta.json").read_text())
     assert meta["objective"] == "dm" and meta["num_hallucinators"] == 3 and meta["seed"] == 0
     assert meta["storage"]["parameters"] == result.storage().parameters
+
+
+def test_distill_leaves_global_random_state_alone():
+    import random
+
+    import numpy as np
+    torch.manual_seed(11)
+    random.seed(11)
+    np.random.seed(11)
+    expected = (torch.rand(3), random.random(), np.random.rand())
+    torch.manual_seed(11)
+    random.seed(11)
+    np.random.seed(11)
+    distill(separable_dataset(), tiny_config(iterations=1))
+    got = (torch.rand(3), random.random(), np.random.rand())
+    assert torch.equal(expected[0], got[0]) and expected[1:] == got[1:]

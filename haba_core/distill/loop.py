@@ -23,7 +23,7 @@ from ..networks import get_network
 from ..objectives import (DCObjective, DMObjective, DSAObjective, MTTObjective, Objective, ObjectiveContext,
                           RealPool, seeded_network)
 from ..preprocess import Preprocessor
-from ..runtime import resolve_device, set_seed
+from ..runtime import resolve_device
 from .checkpoint import check_compatible, has_checkpoint, load_checkpoint, save_checkpoint
 from .config import DistillConfig
 
@@ -149,7 +149,7 @@ def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
     """
     config.validate()
     device = resolve_device(config.device)
-    generator = set_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)  # all randomness flows from here; globals untouched
     num_classes = train.num_classes
     image_shape = tuple(train.image_shape)
     t0 = time.perf_counter()

@@ -1,0 +1,175 @@
+"""``haba-cl``: class-incremental benchmarks, HaBa replay vs. replay / herding / DM / naive at equal memory bytes.
+
+Example::
+
+    haba-cl --benchmark split-mnist --data-root ../shared/data/mnist --n-experiences 5 \\
+        --strategies haba,replay,herding,dm,naive --mem-size 100 --seeds 3 --epochs 1 --out runs/smnist
+
+Prints a markdown table of final average accuracy and forgetting (mean ± std over seeds) and writes
+``<out>/results.json``. Bad input (unknown benchmark or strategy, missing data, a memory too small for one
+basis per class, ...) exits with status 2 and one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from .cl_benchmarks import BENCHMARKS
+
+STRATEGY_NAMES = ("haba", "replay", "herding", "dm", "naive")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors in one line (exit 2, no usage dump)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"3"`` → seeds 0, 1, 2; ``"0,5,7"`` → those seeds; ``"2-4"`` → 2, 3, 4."""
+    text = str(text).strip()
+    try:
+        if "," in text:
+            return [int(s) for s in text.split(",") if s.strip()]
+        if "-" in text[1:]:
+            a, b = text.split("-", 1)
+            return list(range(int(a), int(b) + 1))
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid --seeds {text!r}: give a count (3), a list (0,1,2) or a "
+                                         "range (0-2)") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"--seeds count must be >= 1, got {n}")
+    return list(range(n))
+
+
+def check_names(benchmark: str, strategies: str) -> None:
+    """Unknown benchmark or strategy → ``UnknownNameError`` (before the slow imports)."""
+    from haba_core import UnknownNameError
+
+    from .cl_benchmarks import check_benchmark
+
+    check_benchmark(benchmark)
+    names = [s.strip().lower() for s in strategies.split(",") if s.strip()]
+    if not names:
+        raise UnknownNameError(f"no strategy given; known: {','.join(STRATEGY_NAMES)}")
+    for s in names:
+        if s not in STRATEGY_NAMES:
+            raise UnknownNameError(f"unknown strategy {s!r}; known: {', '.join(STRATEGY_NAMES)}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="haba-cl", description=__doc__.split("\n\n")[0],
+                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--benchmark", default="split-mnist", help=f"one of {', '.join(BENCHMARKS)}")
+    p.add_argument("--n-experiences", type=int, default=None,
+                   help="experiences (equal class split); default 10 for split-cifar100, else 5")
+    p.add_argument("--data-root", default=None,
+                   help="dataset root in torchvision's layout (or IDX files); imagefolder:<dir|tar.gz> also works")
+    p.add_argument("--source", default=None,
+                   help="read the benchmark's images from another source, e.g. imagefolder:cifar10-jpeg.tar.gz")
+    p.add_argument("--strategies", default="haba,replay,herding,dm,naive",
+                   help=f"comma-separated subset of {','.join(STRATEGY_NAMES)}")
+    p.add_argument("--mem-size", type=int, default=200,
+                   help="memory in images (as Avalanche's Replay), i.e. mem_size×c×h×w float32 numbers for all")
+    p.add_argument("--seeds", type=parse_seeds, default=[0], help="a count (3 = seeds 0,1,2), a list or a range")
+    p.add_argument("--epochs", type=int, default=1, help="training epochs per experience")
+    p.add_argument("--out", default=None, help="directory for results.json (and saved memories)")
+    p.add_argument("--protocol", choices=("avalanche", "dm"), default="avalanche",
+                   help="avalanche: the CL model's stream accuracy; dm: a fresh network trained on memory only "
+                        "at each stage, tested on the classes seen so far")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--batch-size", type=int, default=64, help="training minibatch of stream data")
+    p.add_argument("--batch-size-mem", type=int, default=None,
+                   help="memory samples added to every minibatch (default: --batch-size)")
+    p.add_argument("--model", default="ConvNet", help="network trained continually (haba_core name)")
+    p.add_argument("--net-width", type=int, default=128)
+    p.add_argument("--net-depth", type=int, default=3)
+    p.add_argument("--objective", default=None, help="distillation objective (dm, dc, dsa, mtt); default dm")
+    p.add_argument("--distill-iterations", type=int, default=None, help="distillation iterations per experience")
+    p.add_argument("--distill-width", type=int, default=None, help="width of the distillation ConvNet")
+    p.add_argument("--hallucinators", type=int, default=None, help="most hallucinators per experience (default 5)")
+    p.add_argument("--hallucinator-share", type=float, default=0.2,
+                   help="largest fraction of the memory hallucinators may take")
+    p.add_argument("--distill-config", default=None,
+                   help="JSON file with DistillConfig fields (nested dicts allowed) for the per-experience "
+                        "distillation; explicit flags override it")
+    p.add_argument("--train-per-class", type=int, default=None, help="use at most this many training images per class")
+    p.add_argument("--test-per-class", type=int, default=None, help="use at most this many test images per class")
+    p.add_argument("--cache-dir", default=None, help="cache for decompressed/decoded data (default $HABA_CACHE)")
+    p.add_argument("--protocol-epochs", type=int, default=300, help="epochs of the fresh network (--protocol dm)")
+    p.add_argument("--save-memory", action="store_true", help="save each haba/dm memory under <out>/memories/")
+    p.add_argument("--verbose", action="store_true", help="Avalanche's interactive logger and memory updates")
+    p.add_argument("--quiet", action="store_true", help="print only the table")
+    return p
+
+
+def config_from_args(args: argparse.Namespace):
+    from haba_core import ConfigError
+
+    from .cl_runner import RunConfig
+
+    distill: dict[str, Any] = {}
+    if args.distill_config:
+        path = Path(args.distill_config)
+        try:
+            distill = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"--distill-config {path} does not exist") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--distill-config {path} is not valid JSON ({exc})") from None
+        if not isinstance(distill, dict):
+            raise ConfigError(f"--distill-config {path} must hold a JSON object")
+    for flag, key in (("objective", "objective"), ("distill_iterations", "iterations"),
+                      ("distill_width", "net_width"), ("hallucinators", "hallucinators")):
+        value = getattr(args, flag)
+        if value is not None:
+            distill[key] = value
+    return RunConfig(benchmark=args.benchmark, n_experiences=args.n_experiences, data_root=args.data_root,
+                     source=args.source, strategies=args.strategies, mem_size=args.mem_size, seeds=args.seeds,
+                     epochs=args.epochs, out=args.out, protocol=args.protocol, device=args.device, lr=args.lr,
+                     batch_size=args.batch_size, batch_size_mem=args.batch_size_mem, model=args.model,
+                     net_width=args.net_width, net_depth=args.net_depth, distill=distill,
+                     hallucinator_share=args.hallucinator_share, train_per_class=args.train_per_class,
+                     test_per_class=args.test_per_class, cache_dir=args.cache_dir,
+                     protocol_epochs=args.protocol_epochs, save_memory=args.save_memory, verbose=args.verbose)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error already reported in one line
+        return int(exc.code or 0)
+    # Cheap checks first, before importing Avalanche (which takes seconds).
+    from haba_core import HabaError
+
+    try:
+        check_names(args.benchmark, args.strategies)
+        config = config_from_args(args)
+        from .cl_runner import format_table, run
+
+        log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
+        result = run(config, log=log)
+    except (HabaError, OSError) as exc:
+        print(f"haba-cl: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("haba-cl: interrupted", file=sys.stderr)
+        return 130
+    title = (f"{config.benchmark}, {config.n_experiences} experiences, memory {config.mem_size} images, "
+             f"{len(config.seeds)} seed(s), protocol {config.protocol}")
+    print(format_table(result["summary"], f"**{title}**\n"))
+    if config.out:
+        print(f"results: {Path(config.out) / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

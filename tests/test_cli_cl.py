@@ -1,0 +1,111 @@
+"""``haba-cl``: bad input exits 2 with one line; the CIFAR-100 path and the DM protocol run end to end (tiny)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+
+from haba_cl.cl_cli import main, parse_seeds
+
+TINY = ["--epochs", "1", "--batch-size", "16", "--net-width", "8", "--net-depth", "2", "--distill-iterations", "2",
+        "--distill-width", "8", "--hallucinators", "2", "--quiet"]
+
+
+def write_cifar100(root, classes: int = 10, n_train: int = 6, n_test: int = 3, seed: int = 0) -> None:
+    """``<root>/cifar-100-python/{train,test,meta}``: protocol-2 pickles of dicts exactly as in the release
+    (``data`` uint8 N×3072, ``fine_labels``/``coarse_labels`` lists, 100 fine names in ``meta``)."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+
+    def split(n_per_class: int, label: str):
+        fine = [c for c in range(classes) for _ in range(n_per_class)]
+        data = rng.integers(0, 80, size=(len(fine), 3 * 32 * 32), dtype=np.uint8)
+        for i, c in enumerate(fine):  # class c: one brighter channel band, so classes differ
+            data[i, (c % 3) * 1024 + (c * 97) % 900:(c % 3) * 1024 + (c * 97) % 900 + 120] = 230
+        return {"filenames": [f"img_{label}_{i}.png" for i in range(len(fine))], "batch_label": label,
+                "fine_labels": fine, "coarse_labels": [c // 5 for c in fine], "data": data}
+
+    for name, n in (("train", n_train), ("test", n_test)):
+        with open(folder / name, "wb") as f:
+            pickle.dump(split(n, f"{name} batch"), f, protocol=2)
+    with open(folder / "meta", "wb") as f:
+        pickle.dump({"fine_label_names": [f"class_{i:02d}" for i in range(100)],
+                     "coarse_label_names": [f"super_{i:02d}" for i in range(20)]}, f, protocol=2)
+
+
+def one_line_error(capsys, argv, match: str) -> None:
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert match in lines[0], lines[0]
+
+
+def test_bad_input_exits_2_with_one_line(capsys, tmp_path):
+    one_line_error(capsys, ["--strategies", "haba,magic"], "unknown strategy 'magic'")
+    one_line_error(capsys, ["--benchmark", "split-imagenet"], "unknown benchmark")
+    one_line_error(capsys, ["--benchmark", "split-mnist", "--data-root", str(tmp_path / "nothing"), *TINY],
+                   "not found")
+    one_line_error(capsys, ["--benchmark", "split-cifar100", "--data-root", str(tmp_path), *TINY], "not found")
+    one_line_error(capsys, ["--benchmark", "split-digits", "--mem-size", "6", "--strategies", "haba", *TINY],
+                   "too small for one basis per class")
+    one_line_error(capsys, ["--benchmark", "split-digits", "--mem-size", "6", "--strategies", "replay", *TINY],
+                   "too small")
+    one_line_error(capsys, ["--benchmark", "split-digits", "--n-experiences", "3", *TINY], "cannot be split")
+    one_line_error(capsys, ["--epochs", "many"], "invalid int value")
+    one_line_error(capsys, ["--seeds", "x"], "--seeds")
+    (tmp_path / "bad.json").write_text(json.dumps({"no_such_field": 1}))
+    one_line_error(capsys, ["--benchmark", "split-digits", "--distill-config", str(tmp_path / "bad.json"), *TINY],
+                   "unknown configuration key")
+
+
+def test_parse_seeds():
+    assert parse_seeds("3") == [0, 1, 2]
+    assert parse_seeds("4,7") == [4, 7]
+    assert parse_seeds("2-4") == [2, 3, 4]
+
+
+def test_split_cifar100_fixture_all_strategies(tmp_path, capsys):
+    write_cifar100(tmp_path / "data")
+    out = tmp_path / "out"
+    code = main(["--benchmark", "split-cifar100", "--n-experiences", "2", "--data-root", str(tmp_path / "data"),
+                 "--strategies", "haba,replay,herding,dm,naive", "--mem-size", "20", "--seeds", "1",
+                 "--out", str(out), "--save-memory", *TINY])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "| haba |" in printed and "| naive |" in printed and "final avg. accuracy" in printed
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["summary"]) == {"haba", "replay", "herding", "dm", "naive"}
+    assert res["data"]["classes"] == 10 and res["data"]["image_shape"] == [3, 32, 32]
+    budget = 20 * 3 * 32 * 32 * 4
+    orders = {tuple(r["class_order"]) for r in res["runs"]}
+    assert len(orders) == 1  # every strategy saw the same class order
+    for r in res["runs"]:
+        assert 0.0 <= r["final_accuracy"] <= 1.0 and len(r["stream_accuracy"]) == 2
+        if r["strategy"] != "naive":
+            assert all(b is not None and b <= budget for b in r["memory_bytes"]), r["strategy"]
+    assert (out / "memories" / "haba-seed0" / "memory.json").is_file()
+
+
+def test_dm_protocol_on_digits(tmp_path, capsys):
+    cfg = tmp_path / "distill.json"
+    cfg.write_text(json.dumps({"dm": {"batch_real": 8}, "lambda_cos": 0.0}))
+    out = tmp_path / "out"
+    code = main(["--benchmark", "split-digits", "--n-experiences", "2", "--strategies", "haba,replay,naive",
+                 "--mem-size", "40", "--seeds", "0,1", "--protocol", "dm", "--protocol-epochs", "2",
+                 "--train-per-class", "8", "--test-per-class", "4", "--distill-config", str(cfg),
+                 "--out", str(out), *TINY])
+    assert code == 0, capsys.readouterr().err
+    res = json.loads((out / "results.json").read_text())
+    assert res["config"]["protocol"] == "dm" and res["config"]["distill"]["dm"] == {"batch_real": 8}
+    for r in res["runs"]:
+        if r["strategy"] == "naive":
+            assert r["final_accuracy"] is None
+        else:
+            assert len(r["protocol_accuracy"]) == 2 and 0.0 <= r["final_accuracy"] <= 1.0
+            assert r["forgetting"] is not None
+    assert res["summary"]["haba"]["runs"] == 2 and res["summary"]["naive"]["final_accuracy_mean"] is None
