@@ -1,11 +1,10 @@
 """Shared test set-up: small thread count, per-test seeding, an isolated cache directory."""
 
-import os
-
 import pytest
 import torch
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Tiny tensors gain nothing from intra-op threads, and oversubscribed cores make them much slower.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -96,3 +96,12 @@ def test_functional_call_matches_and_differentiates(name):
     loss2 = functional_call(net, stepped, (x,)).pow(2).mean()
     g2 = torch.autograd.grad(loss2, params["classifier.weight"])[0]
     assert torch.isfinite(g2).all() and g2.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", ["ResNet18", "VGG11"])
+def test_instance_norm_keeps_information_on_1x1_maps(name):
+    # 8x8 inputs shrink to 1x1 maps; plain GroupNorm(c, c) would make every feature equal to its bias
+    net = get_network(name, 1, 10, 8).eval()
+    with torch.no_grad():
+        _, f = net(torch.randn(4, 1, 8, 8), return_features=True)
+    assert f.std(0).max() > 1e-4

@@ -13,11 +13,27 @@ ACTIVATIONS = ("relu", "leakyrelu", "sigmoid", "gelu")
 POOLINGS = ("avgpool", "maxpool", "none")
 
 
+class InstanceNorm(nn.GroupNorm):
+    """Instance norm as in the DD literature (``GroupNorm(c, c)``), safe on 1×1 feature maps.
+
+    On a 1×1 map instance statistics are undefined (every output would be the bias), so there the layer
+    only applies its affine transform. Parameter names match ``nn.GroupNorm``.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__(channels, channels, affine=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] * x.shape[-2] == 1:
+            return x * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+        return super().forward(x)
+
+
 def make_norm(norm: str, channels: int, shape: tuple[int, int] | None = None) -> nn.Module:
-    """Return a norm layer; ``instancenorm`` is ``GroupNorm(c, c)`` and ``layernorm`` normalises C×H×W."""
+    """Return a norm layer; ``instancenorm`` is :class:`InstanceNorm` (``GroupNorm(c, c)``) and ``layernorm`` normalises C×H×W."""
     key = (norm or "none").lower()
     if key == "instancenorm":
-        return nn.GroupNorm(channels, channels, affine=True)
+        return InstanceNorm(channels)
     if key == "batchnorm":
         return nn.BatchNorm2d(channels, affine=True)
     if key == "layernorm":

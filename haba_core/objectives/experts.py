@@ -88,7 +88,7 @@ def train_experts(images: Tensor, labels: Tensor, make_network: Callable[[torch.
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total += float(loss) * idx.numel()
+                total += loss.item() * idx.numel()
                 count += idx.numel()
             trajectory.append(flat_parameters(net))
             if on_epoch is not None:

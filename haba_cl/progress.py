@@ -1,0 +1,68 @@
+"""tqdm progress bars for distillation iterations and expert training (stderr; silent with --quiet)."""
+
+from __future__ import annotations
+
+import sys
+
+from tqdm import tqdm
+
+
+class DistillProgress:
+    """``on_step`` callback for :func:`haba_core.distill`: one bar over iterations with the loss terms.
+
+    A resumed run starts the bar at the checkpoint's iteration, so the ETA counts only what is left.
+    """
+
+    def __init__(self, total: int, label: str, quiet: bool = False):
+        self.bar = None if quiet else tqdm(total=total, desc=label, unit="it", file=sys.stderr,
+                                           dynamic_ncols=True, leave=True)
+        self._started = False
+
+    def __call__(self, iteration: int, losses: dict[str, float]) -> None:
+        if self.bar is None:
+            return
+        if not self._started:
+            self._started = True
+            if iteration > 0:  # resumed: restart the clock and count from the checkpoint
+                self.bar.reset(total=self.bar.total)
+                self.bar.n = self.bar.initial = self.bar.last_print_n = iteration
+        self.bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()}, refresh=False)
+        self.bar.update(1)
+
+    def complete(self) -> None:
+        """The run returned: a resumed run whose checkpoint was already complete made no step — say so."""
+        if self.bar is not None and not self._started:
+            self.bar.n = self.bar.total
+            self.bar.set_postfix_str("complete in the checkpoint", refresh=False)
+            self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def __enter__(self) -> "DistillProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class ExpertProgress:
+    """``on_epoch`` callback for :func:`haba_core.train_experts`: one bar over experts × epochs."""
+
+    def __init__(self, experts: int, epochs: int, done: int = 0, quiet: bool = False):
+        self.epochs = epochs
+        self.bar = None if quiet else tqdm(total=experts * epochs, initial=done * epochs, desc="experts",
+                                           unit="epoch", file=sys.stderr, dynamic_ncols=True)
+
+    def __call__(self, expert: int, epoch: int, loss: float) -> None:
+        if self.bar is None:
+            return
+        self.bar.set_postfix({"expert": expert, "epoch": epoch + 1, "loss": f"{loss:.4f}"}, refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

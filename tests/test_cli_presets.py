@@ -1,0 +1,110 @@
+"""Presets and TOML configuration: every preset parses, maps to the documented DistillConfig, layering."""
+
+from __future__ import annotations
+
+import pytest
+
+from cli_helpers import run_main
+from haba_cl.distill_cli import main
+from haba_cl.options import RunSettings, parse_assignments, resolve
+from haba_cl.presets import PRESET_DIR, list_presets, resolve_config
+from haba_core import ConfigError, plan_budget
+
+EXPECTED = {"cifar10-ipc1-mtt", "cifar10-ipc10-mtt", "cifar10-ipc50-mtt", "cifar100-ipc1-mtt", "cifar100-ipc10-mtt",
+            "cifar100-ipc50-mtt", "svhn-ipc1-mtt", "svhn-ipc10-mtt", "svhn-ipc50-mtt", "mnist-ipc10-mtt",
+            "fashion-mnist-ipc10-mtt", "cifar10-ipc1-dm", "cifar10-ipc10-dm", "cifar10-ipc50-dm"}
+SHAPES = {"cifar10": ((3, 32, 32), 10), "cifar100": ((3, 32, 32), 100), "svhn": ((3, 32, 32), 10),
+          "mnist": ((1, 28, 28), 10), "fashion-mnist": ((1, 28, 28), 10)}
+
+
+def test_shipped_presets():
+    assert EXPECTED <= set(list_presets())
+
+
+@pytest.mark.parametrize("name", list_presets())
+def test_every_preset_parses_and_plans(name):
+    run = resolve(name, None, {})
+    cfg, s = run.distill, run.settings
+    assert run.config_file == str(PRESET_DIR / f"{name}.toml")
+    dataset, ipc, method = name.rsplit("-", 2)
+    assert s.dataset == dataset and cfg.objective == method and s.description
+    assert cfg.parameterization == "haba" and cfg.hallucinators == 5 and cfg.budget_rule == "paper"
+    assert (cfg.lambda_dd, cfg.lambda_cos, cfg.lambda_con, cfg.lambda_task) == (1.0, 0.1, 0.1, 1.0)
+    assert s.eval_epochs == 1000 and s.eval_dsa
+    shape, classes = SHAPES[dataset]
+    n = int(ipc[3:])
+    plan = plan_budget(image_shape=shape, num_classes=classes, parameterization="haba",
+                       ipc=cfg.ipc if cfg.bpc is None else None, bpc=cfg.bpc, hallucinators=cfg.hallucinators,
+                       rule=cfg.budget_rule)
+    assert plan.num_hallucinators == 5 and plan.bpc == max(1, n - 1)  # the paper's BPC = IPC - 1
+
+
+def test_cifar10_ipc10_mtt_maps_to_documented_config():
+    run = resolve("cifar10-ipc10-mtt", None, {})
+    cfg = run.distill
+    assert (cfg.ipc, cfg.bpc, cfg.zca, cfg.iterations, cfg.lr_bases) == (10, None, True, 5000, 1000.0)
+    assert (cfg.network, cfg.net_width, cfg.net_depth, cfg.net_norm) == ("ConvNet", 128, 3, "instancenorm")
+    m = cfg.mtt
+    assert (m.syn_steps, m.expert_epochs, m.max_start_epoch) == (30, 2, 20)
+    assert (m.lr_init, m.lr_lr, m.batch_syn) == (0.01, 1e-5, None)
+    assert (run.settings.eval_runs, run.settings.compare) == (5, False)
+    ev = run.eval_config()
+    assert (ev.epochs, ev.dsa, ev.net_width, ev.lr) == (1000, True, 128, None)
+
+
+def test_ipc1_and_ipc50_presets():
+    one = resolve("cifar10-ipc1-mtt", None, {}).distill
+    assert (one.ipc, one.bpc, one.mtt.syn_steps, one.mtt.max_start_epoch, one.mtt.lr_lr) == (None, 1, 50, 2, 1e-7)
+    fifty = resolve("cifar10-ipc50-mtt", None, {}).distill
+    assert (fifty.ipc, fifty.mtt.max_start_epoch, fifty.lr_bases, fifty.mtt.batch_syn) == (50, 40, 100.0, 100)
+    c100 = resolve("cifar100-ipc10-mtt", None, {}).distill
+    assert (c100.mtt.syn_steps, c100.mtt.max_start_epoch, c100.lr_bases, c100.zca) == (20, 20, 1000.0, True)
+    assert resolve("mnist-ipc10-mtt", None, {}).distill.zca is False
+    dm = resolve("cifar10-ipc10-dm", None, {}).distill
+    assert (dm.objective, dm.lr_bases, dm.iterations, dm.dm.batch_real) == ("dm", 1.0, 20000, 256)
+
+
+def test_flags_and_set_override_the_file():
+    run = resolve("cifar10-ipc1-mtt", ["mtt.syn_steps=2", "hallucinator.depth=2", "eval_runs=1"],
+                  {"ipc": 3, "mtt": {"buffer": "buf"}, "eval_epochs": 7})
+    cfg = run.distill
+    assert (cfg.ipc, cfg.bpc) == (3, None)  # --ipc replaces the preset's bpc
+    assert (cfg.mtt.syn_steps, cfg.mtt.expert_epochs, cfg.mtt.buffer) == (2, 2, "buf")
+    assert cfg.hallucinator.depth == 2 and cfg.hallucinator.activation == "relu"
+    assert (run.settings.eval_runs, run.settings.eval_epochs) == (1, 7)
+    assert resolve("cifar10-ipc10-mtt", None, {"bpc": 4}).distill.ipc is None
+
+
+def test_custom_toml_by_path(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('dataset = "digits"\nobjective = "dc"\nparameterization = "idc-haba"\nipc = 4\n'
+                    'eval_epochs = 20\n[hallucinator]\ndepth = 2\n[dc]\nouter_loop = 2\n')
+    run = resolve(str(path), None, {})
+    assert (run.distill.objective, run.distill.parameterization, run.distill.ipc) == ("dc", "idc-haba", 4)
+    assert run.distill.hallucinator.depth == 2 and run.distill.dc.outer_loop == 2
+    assert run.settings.eval_epochs == 20
+    # the digits quick-start defaults fill what the file leaves out
+    assert run.distill.net_width == 32 and run.settings.threads == 1 and run.distill.lr_hallucinators == 0.01
+
+
+def test_defaults_depend_on_dataset():
+    quick, std = resolve(None, None, {}), resolve(None, None, {"dataset": "cifar10"})
+    assert quick.settings.dataset == "digits" and quick.distill.net_width == 32
+    assert std.distill.net_width == 128 and std.distill.iterations == 1000
+    assert std.settings.eval_runs == RunSettings().eval_runs
+
+
+def test_config_lookup_errors(tmp_path):
+    with pytest.raises(ConfigError, match="no such file and no preset"):
+        resolve_config("cifar10-ipc7-mtt")
+    assert resolve_config("cifar10-ipc10-mtt.toml") == PRESET_DIR / "cifar10-ipc10-mtt.toml"
+    with pytest.raises(ConfigError, match="--set expects KEY=VALUE"):
+        parse_assignments(["novalue"])
+    assert parse_assignments(["a.b=1e-5", "c=true", "d=text", "lr_bases=none"]) == \
+        {"a": {"b": 1e-5}, "c": True, "d": "text", "lr_bases": None}
+
+
+def test_list_presets_command():
+    ran = run_main(main, ["--list-presets"])
+    assert ran.code == 0
+    assert "cifar10-ipc10-mtt" in ran.out and "needs --buffer" in ran.out
