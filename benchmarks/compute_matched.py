@@ -18,8 +18,9 @@ import torch
 
 from haba_core import EvalConfig, FactorizedDataset, evaluate, select_coreset
 
-from .harness import (add_common_args, command_line, machine_info, markdown_table, mean_std, update_benchmarks_md,
-                      write_results)
+from .harness import (REPO_ROOT, add_common_args, command_line, configure_threads, machine_info, machine_line,
+                      markdown_path, markdown_table,
+                      mean_std, resolve_device, seed_list, update_benchmarks_md, write_results)
 from .datasets import load_pair
 from .variants import variant_config
 
@@ -123,12 +124,13 @@ def main(argv=None) -> None:
     p.add_argument("--tag", default="")
     p.add_argument("--test-limit", type=int, default=None, help="evaluate on a seeded subset of the test set")
     args = p.parse_args(argv)
+    configure_threads(args)
     if args.quick:
         args.dataset = "digits" if args.dataset == "mnist" else args.dataset
         args.time_budget, args.seeds, args.eval_epochs, args.eval_runs = 3.0, 1, 20, 1
         args.net_width, args.batch_real, args.snapshots = 16, 32, 2
     train, test = load_pair(args.dataset, args.data_root, args.quick, args.test_limit)
-    seeds = list(range(args.seeds))
+    seeds = seed_list(args)
     rows = []
     for seed in seeds:
         if not args.no_coreset:
@@ -137,19 +139,21 @@ def main(argv=None) -> None:
             rows.append(run_variant(name, train, test, args, seed))
             print(f"{name} seed {seed}: {rows[-1]['acc']:.2f}% after {rows[-1]['iterations']} iterations", flush=True)
     name = f"compute_matched_{args.dataset}_ipc{args.ipc}_{args.objective}{args.tag}{'_quick' if args.quick else ''}"
-    meta = {"machine": machine_info(args.device), "command": command_line(), "args": vars(args)}
+    meta = {"machine": machine_info(resolve_device(args.device)), "command": command_line(), "args": vars(args)}
     write_results(name, rows, meta, args.out)
-    png = Path(args.out) / f"{name}.png"
+    # curves are documentation: full runs put them in docs/figures (committed), quick runs beside the JSON
+    png = (Path(args.out) if args.quick else REPO_ROOT / "docs" / "figures") / f"{name}.png"
     plot(rows, png, f"{args.dataset} IPC-{args.ipc} {args.objective}, {args.time_budget:.0f}s budget")
     table = markdown_table(summarise(rows), ["variant", "accuracy", "seeds", "iterations", "stored_bytes",
                                              "ipc_equivalent", "bpc", "H"])
     print(table)
     print(f"curves: {png}")
-    if not args.quick:
+    md = markdown_path(args)
+    if md is not None:
         m = meta["machine"]
         update_benchmarks_md(name, f"#### {args.dataset}, IPC-{args.ipc} equivalent, {args.objective}, "
-                                   f"{args.time_budget:.0f} s per run\n\n`{meta['command']}` — {m.get('date')}, "
-                                   f"{m.get('device')}\n\n{table}\n")
+                                   f"{args.time_budget:.0f} s per run\n\n`{meta['command']}` — {m['date']}, {machine_line(m)}\n\n"
+                                   f"{table}\n\n![accuracy vs time](docs/figures/{name}.png)\n", md)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ VARIANTS: dict[str, dict] = {
     "plain-herding": dict(parameterization="plain", basis_init="herding"),
     "idc": dict(parameterization="idc"),
     # HaBa as in the paper (random hallucinator init) and the options studied in issue 8
-    "haba-paper": dict(parameterization="haba", hallucinator=HallucinatorConfig(init="default")),
+    "haba-paper": dict(parameterization="haba", hallucinator=HallucinatorConfig(init="random")),
     "haba-identity": dict(parameterization="haba", hallucinator=HallucinatorConfig(init="identity")),
     "haba-pca": dict(parameterization="haba", hallucinator=HallucinatorConfig(init="pca")),
     "haba-pca-herding": dict(parameterization="haba", basis_init="herding",

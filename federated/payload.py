@@ -105,7 +105,7 @@ def expected_hallucinator_shapes(expect: PayloadExpectation) -> dict[str, tuple[
     if expect.num_hallucinators == 0:
         return {}
     count = expect.num_hallucinators * (expect.num_classes if expect.per_class_hallucinators else 1)
-    cfg = tuple(sorted({**asdict(expect.hallucinator), "init": "default"}.items()))  # shapes ignore init
+    cfg = tuple(sorted({**asdict(expect.hallucinator), "init": "random"}.items()))  # shapes ignore init
     return _hallucinator_shapes(count, expect.basis_shape[0], expect.image_shape[0],
                                 tuple(expect.image_shape[1:]), cfg)
 
@@ -255,7 +255,7 @@ def _check_meta(meta: dict[str, Any], expect: PayloadExpectation) -> None:
             raise PayloadRejected("hallucinator-config", "hallucinator " + ", ".join(
                 f"{f}={given.get(f)!r} (expected {want[f]!r})" for f in diffs))
         # the architecture that rebuilds the weights is the server's, not the client's
-        meta["hallucinator"] = {**want, "init": "default"}  # weights are overwritten by the payload
+        meta["hallucinator"] = {**want, "init": "random"}  # weights are overwritten by the payload
     if tuple(meta["basis_shape"]) != expect.basis_shape:
         raise PayloadRejected("shape", f"payload declares basis shape {tuple(meta['basis_shape'])}, the plan uses "
                                        f"{expect.basis_shape}")

@@ -69,7 +69,7 @@ DEFAULT_RUN_CONFIG: dict[str, Any] = {
     "hallucinator-channels": 0,
     "hallucinator-activation": "relu",
     "hallucinator-padding": "same",
-    "hallucinator-init": "default",
+    "hallucinator-init": "pca",
     "distill-overrides": "",
     "drop-empty-classes": True,
     "refine": True,

@@ -7,7 +7,8 @@ from haba_core.factorization import hallucinator_parameter_count
 
 @pytest.mark.parametrize("cfg", [HallucinatorConfig(), HallucinatorConfig(depth=2, channels=4),
                                  HallucinatorConfig(depth=0), HallucinatorConfig.official(),
-                                 HallucinatorConfig(init="identity"), HallucinatorConfig(depth=2, padding="valid")])
+                                 HallucinatorConfig(init="identity"), HallucinatorConfig(depth=2, padding="valid", init="random"),
+                                 HallucinatorConfig(init="random")])
 def test_shapes_and_parameter_count(cfg):
     bank = HallucinatorBank(3, 3, 3, (8, 8), cfg)
     x = torch.randn(5, 3, 8, 8)
@@ -39,7 +40,8 @@ def test_batched_composition_equals_per_sample():
 
 def test_hallucinators_differ_and_identity_init_is_near_identity():
     x = torch.randn(6, 3, 8, 8)
-    rand = HallucinatorBank(2, 3, 3, (8, 8), HallucinatorConfig(), generator=torch.Generator().manual_seed(0))
+    rand = HallucinatorBank(2, 3, 3, (8, 8), HallucinatorConfig(init="random"),
+                            generator=torch.Generator().manual_seed(0))
     assert not torch.allclose(rand.single(x, 0), rand.single(x, 1))
     ident = HallucinatorBank(2, 3, 3, (8, 8), HallucinatorConfig(init="identity", init_noise=0.0))
     ident.reset_parameters(inputs=x)

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 
-INITS = ("default", "identity", "pca")
+INITS = ("random", "identity", "pca")
 
 
 @dataclass
@@ -28,25 +28,27 @@ class HallucinatorConfig:
     transform alone); ``channels`` = c'' (``None`` → image channels, the paper's default);
     ``activation`` "relu" (paper) or "none"; ``padding`` "same" (paper: spatial size preserved) or
     "valid" (the official code's variant: unpadded encoder convs and transposed-conv decoder);
-    ``init`` "default" (PyTorch's random init, as in the paper), "identity" (each hallucinator starts
-    as the identity map plus ``init_noise`` Gaussian noise on its weights) or "pca" (data-driven: identity
-    convolutions, and the shift μ of hallucinator j set to ±``pca_scale`` standard deviations along the
-    j-th principal direction of within-class variation of the real data, so the hallucinators start as
-    distinct, realistic variations of every basis; see :func:`within_class_directions`).
+    ``init`` "pca" (default; data-driven: identity convolutions, and the shift μ of hallucinator j set to
+    ±``pca_scale`` standard deviations along a principal direction of within-class variation of the real
+    data, so the hallucinators start as distinct, realistic variations of every basis — see
+    :func:`within_class_directions`; needs ``padding="same"``), "identity" (the identity map plus
+    ``init_noise`` Gaussian noise on the weights) or "random" (PyTorch's random init, as in the paper;
+    "default" is accepted as an alias). Without data (e.g. a bank rebuilt from a file) "pca" acts as
+    "identity".
     """
 
     depth: int = 1
     channels: int | None = None
     activation: str = "relu"
     padding: str = "same"
-    init: str = "default"
+    init: str = "pca"
     init_noise: float = 0.01
     pca_scale: float = 1.0
 
     @classmethod
     def official(cls) -> "HallucinatorConfig":
         """The public code's variant: no activations, unpadded convolutions."""
-        return cls(activation="none", padding="valid")
+        return cls(activation="none", padding="valid", init="random")
 
     def validate(self) -> None:
         if self.depth < 0:
@@ -55,8 +57,12 @@ class HallucinatorConfig:
             raise ConfigError(f"hallucinator activation must be relu|none, got {self.activation!r}")
         if self.padding not in ("same", "valid"):
             raise ConfigError(f"hallucinator padding must be same|valid, got {self.padding!r}")
+        if self.init == "default":
+            self.init = "random"
         if self.init not in INITS:
             raise ConfigError(f"hallucinator init must be one of {INITS}, got {self.init!r}")
+        if self.init == "pca" and self.padding != "same":
+            raise ConfigError("the pca hallucinator init needs padding='same'; use init='random' or 'identity'")
         if self.channels is not None and self.channels < 1:
             raise ConfigError(f"hallucinator channels must be >= 1, got {self.channels}")
 
