@@ -25,6 +25,10 @@ VARIANTS: dict[str, dict] = {
                            lambda_con=0.0, lambda_task=0.0),
     "haba-pca-1ch": dict(parameterization="haba", basis_channels=1, hallucinator=HallucinatorConfig(init="pca")),
     "idc-haba-pca": dict(parameterization="idc-haba", hallucinator=HallucinatorConfig(init="pca")),
+    "idc-haba-pca-s4": dict(parameterization="idc-haba", hallucinator=HallucinatorConfig(init="pca", affine_stride=4)),
+    "haba-pca-s4": dict(parameterization="haba", hallucinator=HallucinatorConfig(init="pca", affine_stride=4)),
+    "haba-pca-1ch-s4": dict(parameterization="haba", basis_channels=1,
+                            hallucinator=HallucinatorConfig(init="pca", affine_stride=4)),
     "haba-default": dict(),  # whatever DistillConfig() defaults to
 }
 

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from haba_core import (ConfigError, DistillConfig, FactorizedDataset, HallucinatorConfig, ImageDataset, Preprocessor,
                        load_dataset, plan_budget)
 from haba_core.data.registry import canonical_name
-from haba_core.distill import network_factory
+from haba_core.distillation import network_factory
 from haba_core.evaluate import test_accuracy
 
 MODES = ("haba", "fedavg")

@@ -13,7 +13,7 @@ import torch
 
 from haba_core import (ConfigError, DistillConfig, ExpertConfig, Preprocessor, __version__, load_dataset,
                        train_experts)
-from haba_core.distill import network_factory
+from haba_core.distillation import network_factory
 from haba_core.runtime import resolve_device
 
 from .cli_errors import EXIT_INTERRUPTED, UsageError, handle_errors

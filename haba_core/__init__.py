@@ -9,7 +9,7 @@ from .budget import Plan, StorageReport, plan_budget
 from .collection import FactorizedCollection
 from .coreset import herding_select, select_coreset
 from .data import KNOWN_DATASETS, ImageDataset, load_dataset
-from .distill import DistillConfig, distill
+from .distillation import DistillConfig, distill, network_factory
 from .errors import (BudgetError, ConfigError, DatasetNotFoundError, DistillationInterrupted, FormatError,
                      HabaError, NonFiniteLossError, UnknownNameError)
 from .evaluate import EvalConfig, EvalResult, evaluate
@@ -24,7 +24,8 @@ from .zca import ZCA
 __all__ = [
     "Adversary", "pairwise_cosine_loss", "supervised_contrastive_loss", "DSA", "DSAConfig", "Plan",
     "StorageReport", "plan_budget", "FactorizedCollection", "select_coreset", "herding_select", "KNOWN_DATASETS", "ImageDataset", "load_dataset",
-    "DistillConfig", "distill", "BudgetError", "ConfigError", "DatasetNotFoundError", "DistillationInterrupted",
+    "DistillConfig", "distill", "network_factory", "BudgetError", "ConfigError", "DatasetNotFoundError",
+    "DistillationInterrupted",
     "FormatError", "HabaError", "NonFiniteLossError", "UnknownNameError", "EvalConfig", "EvalResult", "evaluate",
     "HallucinatorBank", "HallucinatorConfig", "SyntheticSet", "FactorizedDataset", "KNOWN_NETWORKS",
     "get_network", "DCConfig", "DMConfig", "ExpertConfig", "MTTConfig", "train_experts", "Preprocessor",

@@ -59,8 +59,9 @@ FACTORIZED = ("haba", "idc-haba")
 def preserved_rng() -> Iterator[None]:
     """Run a block without disturbing Python's, NumPy's or torch's (CPU and CUDA) global random state.
 
-    ``haba_core.distill`` re-seeds every global generator and building a ``SyntheticSet`` draws from
-    torch's global generator; the strategy's data loaders and models must not notice either.
+    A guard: distillation draws its randomness from its own seeded generator, but anything that touches a
+    global generator inside the block (e.g. a user-supplied network factory) must not disturb the
+    strategy's data loaders and models.
     """
     py_state, np_state = random.getstate(), np.random.get_state()
     cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []

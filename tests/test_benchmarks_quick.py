@@ -38,9 +38,9 @@ def test_speed_quick_runs_and_writes_results(tmp_path):
     for key in ("cpu_model", "cpu_cores", "torch", "device_name", "load_average", "date"):
         assert key in meta["machine"], key
     assert set(meta["headline"]) == {"haba_iteration_ratio", "online_overhead", "batched_compose_speedup"}
-    assert meta["profile"]["top_ops"] and meta["profile"]["phases"]
+    assert meta["profile"] and all(p["top_ops"] and p["phases"] for p in meta["profile"])
     rows = result["rows"]
-    assert {r["part"] for r in rows} == {"distill_iteration", "train_epoch", "scaling", "compose"}
+    assert {r["part"] for r in rows} == {"threads", "distill_iteration", "train_epoch", "scaling", "compose"}
     for r in rows:
         assert ROW_KEYS <= set(r), (r["part"], ROW_KEYS - set(r))
         assert r["n"] == 2 and r["mean"] > 0 and r["stored_bytes"] > 0 and r["ipc_equivalent"] > 0

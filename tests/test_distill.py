@@ -5,7 +5,7 @@ import torch
 
 from haba_core import (ConfigError, DistillationInterrupted, EvalConfig, ExpertConfig, FactorizedDataset,
                        NonFiniteLossError, distill, evaluate, train_experts)
-from haba_core.distill import network_factory
+from haba_core.distillation import network_factory
 
 from core_fixtures import separable_dataset, tiny_config
 
@@ -95,7 +95,7 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     with pytest.raises(NonFiniteLossError, match="non-finite"):
         distill(data, bad)
     assert good  # the earlier run's checkpoint is untouched and loadable
-    from haba_core.distill.checkpoint import load_checkpoint
+    from haba_core.distillation.checkpoint import load_checkpoint
     state = load_checkpoint(tmp_path / "bad")
     assert all(torch.isfinite(v).all() for k, v in state["synthetic"].items() if v.is_floating_point())
 

@@ -113,3 +113,14 @@ def test_pca_init_starts_from_distinct_realistic_variations():
     # hallucinator 0 adds +s·d, hallucinator 1 adds −s·d: their difference is 2·s·d for every basis
     torch.testing.assert_close(diff, (2 * std[0] * dirs[0]).expand(4, -1, -1, -1), atol=1e-4, rtol=1e-4)
     torch.testing.assert_close((out[:4] + out[4:]) / 2, images[:4], atol=1e-4, rtol=1e-4)
+
+
+def test_strided_affine_is_cheaper_and_keeps_shapes():
+    cfg = HallucinatorConfig(affine_stride=4, init="random")
+    bank = HallucinatorBank(2, 1, 1, (28, 28), cfg)
+    assert bank.sigma.shape == (2, 1, 7, 7)
+    assert bank.parameter_count_each() == hallucinator_parameter_count(1, 1, (28, 28), cfg) == 2 * 49 + 20
+    out = bank(torch.randn(3, 1, 28, 28), torch.tensor([0, 1, 0]))
+    assert out.shape == (3, 1, 28, 28)
+    out.sum().backward()
+    assert bank.mu.grad.abs().sum() > 0

@@ -34,7 +34,9 @@ class HallucinatorConfig:
     :func:`within_class_directions`; needs ``padding="same"``), "identity" (the identity map plus
     ``init_noise`` Gaussian noise on the weights) or "random" (PyTorch's random init, as in the paper;
     "default" is accepted as an alias). Without data (e.g. a bank rebuilt from a file) "pca" acts as
-    "identity".
+    "identity". ``affine_stride`` s > 1 stores σ and μ at 1/s of the feature map's height and width and
+    up-samples them bilinearly (an option of this toolkit, not the paper: it makes a hallucinator ~s²
+    times cheaper, leaving more of a small budget to bases).
     """
 
     depth: int = 1
@@ -44,6 +46,7 @@ class HallucinatorConfig:
     init: str = "pca"
     init_noise: float = 0.01
     pca_scale: float = 1.0
+    affine_stride: int = 1
 
     @classmethod
     def official(cls) -> "HallucinatorConfig":
@@ -63,6 +66,8 @@ class HallucinatorConfig:
             raise ConfigError(f"hallucinator init must be one of {INITS}, got {self.init!r}")
         if self.init == "pca" and self.padding != "same":
             raise ConfigError("the pca hallucinator init needs padding='same'; use init='random' or 'identity'")
+        if self.affine_stride < 1:
+            raise ConfigError(f"affine_stride must be >= 1, got {self.affine_stride}")
         if self.channels is not None and self.channels < 1:
             raise ConfigError(f"hallucinator channels must be >= 1, got {self.channels}")
 
@@ -102,14 +107,15 @@ class HallucinatorBank(nn.Module):
         if fh < 1 or fw < 1:
             raise ConfigError(f"valid-padding hallucinator of depth {depth} does not fit a {self.size} basis")
         self.feature_size = (fh, fw)
+        ah, aw = affine_size((fh, fw), config.affine_stride)
         enc_io = [(in_channels if k == 0 else feat, feat) for k in range(depth)]
         dec_io = [(feat, feat if k < depth - 1 else out_channels) for k in range(depth)]
         transposed = config.padding == "valid"
         for k, (ci, co) in enumerate(enc_io):
             self.register_parameter(f"enc_w{k}", nn.Parameter(torch.empty(count, co, ci, 3, 3)))
             self.register_parameter(f"enc_b{k}", nn.Parameter(torch.empty(count, co)))
-        self.sigma = nn.Parameter(torch.ones(count, feat, fh, fw))
-        self.mu = nn.Parameter(torch.zeros(count, feat, fh, fw))
+        self.sigma = nn.Parameter(torch.ones(count, feat, ah, aw))
+        self.mu = nn.Parameter(torch.zeros(count, feat, ah, aw))
         for k, (ci, co) in enumerate(dec_io):
             shape = (count, ci, co, 3, 3) if transposed else (count, co, ci, 3, 3)
             self.register_parameter(f"dec_w{k}", nn.Parameter(torch.empty(shape)))
@@ -145,6 +151,8 @@ class HallucinatorBank(nn.Module):
             raise ValueError(f"shifts must have shape {(self.count, self.out_channels, *self.size)}")
         feat = self.feature_channels
         with torch.no_grad():
+            if tuple(self.mu.shape[-2:]) != tuple(shifts.shape[-2:]):
+                shifts = F.interpolate(shifts.float(), size=self.mu.shape[-2:], mode="area")
             mu = torch.zeros_like(self.mu)
             for c in range(feat):
                 mu[:, c] = shifts[:, c % self.out_channels].to(mu.device)
@@ -211,7 +219,11 @@ class HallucinatorBank(nn.Module):
         depth = self.config.depth
         for k in range(depth):
             x = self._act(F.conv2d(x, getattr(self, f"enc_w{k}")[j], getattr(self, f"enc_b{k}")[j], padding=pad))
-        x = self.sigma[j] * x + self.mu[j]
+        sigma, mu = self.sigma[j], self.mu[j]
+        if tuple(sigma.shape[-2:]) != tuple(x.shape[-2:]):
+            both = F.interpolate(torch.stack([sigma, mu]), size=x.shape[-2:], mode="bilinear", align_corners=False)
+            sigma, mu = both[0], both[1]
+        x = sigma * x + mu
         for k in range(depth):
             w, b = getattr(self, f"dec_w{k}")[j], getattr(self, f"dec_b{k}")[j]
             if self.config.padding == "valid":
@@ -249,6 +261,11 @@ class HallucinatorBank(nn.Module):
 
     def conv_parameters(self) -> list[nn.Parameter]:
         return [p for n, p in self.named_parameters() if n not in ("sigma", "mu")]
+
+
+def affine_size(feature_size: tuple[int, int], stride: int) -> tuple[int, int]:
+    """Height and width at which σ and μ are stored."""
+    return (max(1, -(-feature_size[0] // stride)), max(1, -(-feature_size[1] // stride)))
 
 
 def within_class_directions(images: Tensor, labels: Tensor, k: int, max_samples: int = 4000,
@@ -294,7 +311,8 @@ def hallucinator_parameter_count(in_channels: int, out_channels: int, size: tupl
     depth = config.depth
     feat = in_channels if depth == 0 else (config.channels or out_channels)
     shrink = 2 * depth if config.padding == "valid" else 0
-    total = 2 * feat * (size[0] - shrink) * (size[1] - shrink)
+    ah, aw = affine_size((size[0] - shrink, size[1] - shrink), config.affine_stride)
+    total = 2 * feat * ah * aw
     for k in range(depth):
         ci = in_channels if k == 0 else feat
         total += feat * ci * 9 + feat
