@@ -31,6 +31,8 @@ SHARED = ROOT.parent / "shared" / "data"  # ../shared/data relative to the repos
 SETTINGS = {
     "split-mnist": {"data_root": str(SHARED / "mnist"), "source": None, "classes": 10},
     "split-cifar10": {"data_root": None, "source": f"imagefolder:{SHARED / 'cifar10-jpeg.tar.gz'}", "classes": 10},
+    # the embedded set: lets the quick mode run (and be tested) without ../shared
+    "split-digits": {"data_root": None, "source": None, "classes": 10},
 }
 
 QUICK = dict(seeds=[0], ipcs=[10], epochs=2, lr=0.02, train_per_class=50, test_per_class=30, distill_iterations=10,

@@ -1,0 +1,47 @@
+"""Keep the real-data studies from rotting: run each one's ``--quick`` mode on the embedded digits set."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(args, tmp_path, timeout=420):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
+@pytest.mark.timeout(480)
+def test_compute_matched_quick(tmp_path):
+    _run(["-m", "benchmarks.compute_matched", "--quick", "--out", str(tmp_path)], tmp_path)
+    data = json.loads((tmp_path / "compute_matched_digits_ipc2_dm_quick.json").read_text())
+    variants = {r["variant"] for r in data["rows"]}
+    assert {"plain", "haba-pca", "random-coreset"} <= variants
+    for r in data["rows"]:
+        assert r["stored_bytes"] > 0 and r["ipc_equivalent"] <= 2.0
+    assert (tmp_path / "compute_matched_digits_ipc2_dm_quick.png").stat().st_size > 1000
+
+
+@pytest.mark.timeout(480)
+def test_federated_quick(tmp_path):
+    _run(["-m", "benchmarks.federated", "--quick", "--datasets", "digits", "--partitions", "iid",
+          "--out", str(tmp_path)], tmp_path)
+    data = json.loads((tmp_path / "federated.json").read_text())
+    assert data["rows"]
+
+
+@pytest.mark.timeout(480)
+def test_continual_quick(tmp_path):
+    out = tmp_path / "continual.json"
+    _run(["benchmarks/continual.py", "--quick", "--benchmarks", "split-digits", "--strategies", "haba,replay,naive",
+          "--out", str(out)], tmp_path)
+    data = json.loads(out.read_text())
+    assert data["runs"]
