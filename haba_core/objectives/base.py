@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -72,6 +72,20 @@ class Objective:
 
     def learned_lr(self) -> float | None:
         return None
+
+    def class_batches(self, images: Tensor, labels: Tensor, batch_real: int, generator: torch.Generator,
+                      siamese: bool = True) -> Iterator[tuple[int, Tensor, Tensor]]:
+        """Yield (class, real batch, synthetic images) for every class with both, siamese-augmented."""
+        for c in range(self.ctx.num_classes):
+            syn = images[labels == c]
+            if syn.shape[0] == 0:
+                continue
+            real = self.ctx.real.sample(c, batch_real, generator)
+            if real.shape[0] == 0:
+                continue
+            if siamese:
+                real, syn = self._augment_pair(real, syn, generator)
+            yield c, real, syn
 
     def _augment_pair(self, real: Tensor, syn: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """Siamese augmentation: exactly the same DSA parameters on the real and the synthetic batch."""

@@ -59,22 +59,12 @@ class DCObjective(Objective):
             self.step_in_outer = 0
         return self.net
 
-    def _pair(self, real: Tensor, syn: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        return self._augment_pair(real, syn, generator) if self.siamese else (real, syn)
-
     def loss(self, images: Tensor, labels: Tensor, generator: torch.Generator) -> Tensor:
         net = self._ensure_network(generator)
         net.train()
         params = [p for p in net.parameters() if p.requires_grad]
         total = images.new_zeros(())
-        for c in range(self.ctx.num_classes):
-            syn = images[labels == c]
-            if syn.shape[0] == 0:
-                continue
-            real = self.ctx.real.sample(c, self.config.batch_real, generator)
-            if real.shape[0] == 0:
-                continue
-            real, syn = self._pair(real, syn, generator)
+        for c, real, syn in self.class_batches(images, labels, self.config.batch_real, generator, self.siamese):
             target_real = torch.full((real.shape[0],), c, dtype=torch.long, device=real.device)
             target_syn = torch.full((syn.shape[0],), c, dtype=torch.long, device=syn.device)
             gw_real = [g.detach() for g in torch.autograd.grad(F.cross_entropy(net(real), target_real), params)]

@@ -32,14 +32,7 @@ class DMObjective(Objective):
         for p in net.parameters():
             p.requires_grad_(False)
         total = images.new_zeros(())
-        for c in range(self.ctx.num_classes):
-            syn = images[labels == c]
-            if syn.shape[0] == 0:
-                continue
-            real = self.ctx.real.sample(c, self.config.batch_real, generator)
-            if real.shape[0] == 0:
-                continue
-            real, syn = self._augment_pair(real, syn, generator)
+        for _, real, syn in self.class_batches(images, labels, self.config.batch_real, generator):
             with torch.no_grad():
                 emb_real = net.embed(real).mean(0)
             emb_syn = net.embed(syn).mean(0)
