@@ -29,6 +29,11 @@ VARIANTS: dict[str, dict] = {
     "haba-pca-s4": dict(parameterization="haba", hallucinator=HallucinatorConfig(init="pca", affine_stride=4)),
     "haba-pca-1ch-s4": dict(parameterization="haba", basis_channels=1,
                             hallucinator=HallucinatorConfig(init="pca", affine_stride=4)),
+    "haba-pca-lrh": dict(parameterization="haba", hallucinator=HallucinatorConfig(init="pca"), lr_hallucinators=0.01),
+    "idc-haba-pca-lrh": dict(parameterization="idc-haba", hallucinator=HallucinatorConfig(init="pca"),
+                             lr_hallucinators=0.01),
+    "idc-haba-pca-nocos": dict(parameterization="idc-haba", hallucinator=HallucinatorConfig(init="pca"),
+                               lambda_cos=0.0, lambda_con=0.0, lambda_task=0.0),
     "haba-default": dict(),  # whatever DistillConfig() defaults to
 }
 
