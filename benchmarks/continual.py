@@ -81,7 +81,7 @@ def main(argv=None) -> int:
         spec = dict(SETTINGS[bench])
         if bench == "split-mnist":
             spec["data_root"] = args.mnist_root
-        else:
+        elif bench == "split-cifar10":
             if args.cifar10.lower().startswith("imagefolder:"):
                 spec["source"], spec["data_root"] = args.cifar10, None
             else:

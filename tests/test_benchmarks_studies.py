@@ -45,3 +45,5 @@ def test_continual_quick(tmp_path):
           "--out", str(out)], tmp_path)
     data = json.loads(out.read_text())
     assert data["runs"]
+    run = data["runs"][0]
+    assert run["benchmark"] == "split-digits" and run["mem_size"] == 100
