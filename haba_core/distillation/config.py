@@ -103,6 +103,15 @@ class DistillConfig:
     def resolved_lr_bases(self) -> float:
         return self.lr_bases if self.lr_bases is not None else DEFAULT_LR_BASES[self.objective]
 
+    @property
+    def resolved_lr_hallucinators(self) -> float:
+        """``lr_hallucinators``, else the paper's η_H = η_B — except for DM, where a hallucinator's gradient
+        sums over every composed image it produced and η_B = 1 wrecks the identity-like start: there the
+        default is η_B / 100 (measured in BENCHMARKS.md, ablation "hallucinator learning rate")."""
+        if self.lr_hallucinators is not None:
+            return self.lr_hallucinators
+        return self.resolved_lr_bases * (0.01 if self.objective == "dm" else 1.0)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -107,7 +107,7 @@ def _optimizer_groups(config: DistillConfig, synth: SyntheticSet, objective: Obj
     lr_b = config.resolved_lr_bases
     opts: list[torch.optim.Optimizer] = [torch.optim.SGD([synth.bases], lr=lr_b, momentum=config.momentum)]
     if synth.hallucinators is not None:
-        lr_h = config.lr_hallucinators if config.lr_hallucinators is not None else lr_b
+        lr_h = config.resolved_lr_hallucinators
         lr_a = config.lr_affine if config.lr_affine is not None else lr_h
         groups = [{"params": synth.hallucinators.conv_parameters(), "lr": lr_h},
                   {"params": synth.hallucinators.affine_parameters(), "lr": lr_a}]
