@@ -44,6 +44,24 @@ QUICK = {"clients": 10, "partitions": ["dirichlet", "iid"], "alpha": 0.5, "haba_
 FEDAVG_REPORT = (1, 2, 3, 5, 10, 15, 20)
 
 
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["iterations=200", "net-width=64"]`` → ``{"iterations": 200, "net-width": 64}`` (int, float or str)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        value: Any = raw
+        for cast in (int, float):
+            try:
+                value = cast(raw)
+                break
+            except ValueError:
+                continue
+        out[key.strip()] = value
+    return out
+
+
 def dataset_source(name: str, data_root: Path) -> tuple[str, str]:
     if name == "cifar10":
         return f"imagefolder:{data_root / 'cifar10-jpeg.tar.gz'}", ""
@@ -110,12 +128,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ipc", default="10", help="comma list of per-client IPC budgets (default 10)")
     parser.add_argument("--partitions", default=None, help="comma list of dirichlet, iid (default both)")
     parser.add_argument("--backend", default="inprocess", choices=["inprocess", "ray"])
+    parser.add_argument("--fedavg-rounds", type=int, default=None, help="FedAvg rounds (default 20 full, 2 quick)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one run-config value (e.g. iterations=200, train-limit=10000); repeatable")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     args.device_name = device
     threads = harness.configure_threads(args) if hasattr(harness, "configure_threads") else 1
     args.threads_used = max(1, threads)
     settings = dict(QUICK if args.quick else FULL)
+    settings["run"] = {**settings["run"], **parse_overrides(args.set)}
+    if args.fedavg_rounds:
+        settings["fedavg_rounds"] = args.fedavg_rounds
     if args.partitions:
         settings["partitions"] = args.partitions.split(",")
     seeds = seed_list(args)[:1] if args.quick else seed_list(args)

@@ -75,6 +75,8 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                         help="where to run (auto = CUDA when available)")
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds (0..N-1); results are mean ± std")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="first seed (runs seeds first..first+N-1; lets seeds run in parallel processes)")
     parser.add_argument("--quick", action="store_true",
                         help="tiny settings (a minute or two) to check the script still runs")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory for the JSON results")
@@ -102,7 +104,8 @@ def configure_threads(args: argparse.Namespace) -> int:
 def seed_list(args: argparse.Namespace) -> list[int]:
     if args.seeds < 1:
         raise SystemExit("--seeds must be >= 1")
-    return list(range(args.seeds))
+    first = getattr(args, "first_seed", 0) or 0
+    return list(range(first, first + args.seeds))
 
 
 def resolve_device(name: str) -> torch.device:

@@ -34,6 +34,22 @@ VARIANTS: dict[str, dict] = {
                              lr_hallucinators=0.01),
     "idc-haba-pca-nocos": dict(parameterization="idc-haba", hallucinator=HallucinatorConfig(init="pca"),
                                lambda_cos=0.0, lambda_con=0.0, lambda_task=0.0),
+    "idc-haba-pca-nocos-h1": dict(parameterization="idc-haba", hallucinator=HallucinatorConfig(init="pca"),
+                                  lambda_cos=0.0, lambda_con=0.0, lambda_task=0.0, hallucinators_per_step=1),
+    "idc-haba-pca-h1": dict(parameterization="idc-haba", hallucinator=HallucinatorConfig(init="pca"),
+                            hallucinators_per_step=1),
+    "idc-haba-pca-nocos-s2": dict(parameterization="idc-haba",
+                                  hallucinator=HallucinatorConfig(init="pca", affine_stride=2),
+                                  lambda_cos=0.0, lambda_con=0.0, lambda_task=0.0),
+    "idc-haba-pca-cos001": dict(parameterization="idc-haba", hallucinator=HallucinatorConfig(init="pca"),
+                                lambda_cos=0.01),
+    # "fast" = one hallucinator per basis per step, drawn per basis (a step costs a plain step), no adversary
+    "haba-pca-fast": dict(parameterization="haba", hallucinator=HallucinatorConfig(init="pca"),
+                          hallucinators_per_step=1, hallucinator_pairing="per_basis",
+                          lambda_cos=0.0, lambda_con=0.0, lambda_task=0.0),
+    "idc-haba-pca-s2-fast": dict(parameterization="idc-haba", hallucinator=HallucinatorConfig(init="pca", affine_stride=2),
+                                 hallucinators_per_step=1, hallucinator_pairing="per_basis",
+                                 lambda_cos=0.0, lambda_con=0.0, lambda_task=0.0),
     "haba-default": dict(),  # whatever DistillConfig() defaults to
 }
 

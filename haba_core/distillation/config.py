@@ -21,7 +21,10 @@ class DistillConfig:
     on iterations — for compute-matched comparisons; the result records how many iterations ran.
     Budget: ``ipc`` (images per class, converted by :func:`haba_core.budget.plan_budget`) or ``bpc``
     (explicit bases per class, with ``hallucinators``). Loss weights follow the paper (Tab. 13);
-    setting a λ to 0 switches that term off (Tab. 4 ablation).
+    setting a λ to 0 switches that term off (Tab. 4 ablation). ``hallucinator_pairing``: ``"shared"`` (the
+    paper) sends every basis of a step through the same ``hallucinators_per_step`` random hallucinators;
+    ``"per_basis"`` draws them independently for each basis, so a step mixes all hallucinators and, with
+    ``hallucinators_per_step=1``, costs what a plain step costs.
     """
 
     objective: str = "dm"
@@ -42,6 +45,7 @@ class DistillConfig:
     lambda_task: float = 1.0
     temperature: float = 0.1
     hallucinators_per_step: int = 2
+    hallucinator_pairing: str = "shared"
     bases_per_step: int | None = None
 
     lr_bases: float | None = None
@@ -83,6 +87,8 @@ class DistillConfig:
             raise ConfigError("hallucinator_optimizer must be sgd|adam")
         if self.hallucinators_per_step < 1 or self.adversary_steps < 0:
             raise ConfigError("hallucinators_per_step must be >= 1 and adversary_steps >= 0")
+        if self.hallucinator_pairing not in ("shared", "per_basis"):
+            raise ConfigError(f"hallucinator_pairing must be shared|per_basis, got {self.hallucinator_pairing!r}")
         if self.checkpoint_every < 1:
             raise ConfigError("checkpoint_every must be >= 1")
         return self

@@ -251,6 +251,15 @@ def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
     return result
 
 
+def _compose_per_basis(synth: SyntheticSet, basis_idx: Tensor, k: int, n_h: int,
+                       generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Each basis through ``k`` distinct hallucinators drawn for it alone (hallucinator-major rows)."""
+    choice = torch.rand((basis_idx.numel(), n_h), generator=generator).argsort(1)[:, :k].t().reshape(-1)
+    b = basis_idx.repeat(k)
+    h = choice.to(basis_idx.device)
+    return synth.compose(b, h), synth.labels[b], b, h
+
+
 def _step(config: DistillConfig, synth: SyntheticSet, objective: Objective, adversary: Adversary | None,
           optimizers: list[torch.optim.Optimizer], generator: torch.Generator, all_bases: Tensor, n_h: int,
           device: torch.device) -> StepLosses:
@@ -259,16 +268,20 @@ def _step(config: DistillConfig, synth: SyntheticSet, objective: Objective, adve
         basis_idx = all_bases[torch.randperm(all_bases.numel(), generator=generator)[: config.bases_per_step].to(device)]
     else:
         basis_idx = all_bases
-    if n_h > 0:
-        k = min(config.hallucinators_per_step, n_h)
-        hall_idx = torch.randperm(n_h, generator=generator)[:k].to(device)
+    if n_h > 0 and config.hallucinator_pairing == "per_basis":
+        images, labels, b_idx, h_idx = _compose_per_basis(synth, basis_idx, min(config.hallucinators_per_step, n_h),
+                                                          n_h, generator)
     else:
-        hall_idx = torch.zeros(1, dtype=torch.long, device=device)
-    images, labels, b_idx, h_idx = synth.compose_pairs(basis_idx, hall_idx)
+        if n_h > 0:
+            k = min(config.hallucinators_per_step, n_h)
+            hall_idx = torch.randperm(n_h, generator=generator)[:k].to(device)
+        else:
+            hall_idx = torch.zeros(1, dtype=torch.long, device=device)
+        images, labels, b_idx, h_idx = synth.compose_pairs(basis_idx, hall_idx)
     l_dd = objective.loss(images, labels, generator) if config.lambda_dd else images.new_zeros(())
     loss = config.lambda_dd * l_dd
     l_cos = images.new_zeros(())
-    if adversary is not None and config.lambda_cos and n_h > 1 and hall_idx.numel() > 1:
+    if adversary is not None and config.lambda_cos and n_h > 1 and min(config.hallucinators_per_step, n_h) > 1:
         for p in adversary.network.parameters():
             p.requires_grad_(False)
         adversary.network.eval()
