@@ -30,6 +30,12 @@ def run_variant(name: str, train, test, args, seed: int) -> dict:
                          time_limit_s=args.time_budget, net_width=args.net_width, seed=seed, device=args.device)
     cfg.dm.batch_real = args.batch_real
     cfg.dc.batch_real = args.batch_real
+    if args.objective == "mtt":
+        if not args.buffer:
+            raise SystemExit("--objective mtt needs --buffer DIR (made by haba-buffer with the same --net-width)")
+        cfg.mtt.buffer = str(args.buffer)
+        cfg.mtt.syn_steps, cfg.mtt.expert_epochs = args.mtt_syn_steps, args.mtt_expert_epochs
+        cfg.mtt.max_start_epoch = args.mtt_max_start_epoch
     marks = [args.time_budget * (k + 1) / args.snapshots for k in range(args.snapshots)]
     snaps: list[tuple[int, float, object]] = []
 
@@ -63,12 +69,12 @@ def distill_with(train, cfg, observe):
     return distill(train, cfg, observe=observe)
 
 
-def coreset_row(train, test, args, seed: int) -> dict:
-    fd = select_coreset(train, args.ipc, "random", seed=seed)
+def coreset_row(train, test, args, seed: int, method: str = "random") -> dict:
+    fd = select_coreset(train, args.ipc, method, seed=seed)
     r = evaluate(fd, test, EvalConfig(runs=args.eval_runs, epochs=args.eval_epochs, net_width=args.net_width,
                                       seed=seed, device=args.device))
     st = fd.storage()
-    return {"variant": "random-coreset", "seed": seed, "acc": r.mean, "acc_runs": r.accuracies, "iterations": 0,
+    return {"variant": f"{method}-coreset", "seed": seed, "acc": r.mean, "acc_runs": r.accuracies, "iterations": 0,
             "iteration_s": 0.0, "wall_s": 0.0, "stored_bytes": st.bytes, "ipc_equivalent": st.ipc_equivalent,
             "bpc": args.ipc, "hallucinators": 0, "curve": []}
 
@@ -77,7 +83,8 @@ def summarise(rows: list[dict]) -> list[dict]:
     out = []
     for name in dict.fromkeys(r["variant"] for r in rows):
         rs = [r for r in rows if r["variant"] == name]
-        m, s = mean_std([r["acc"] for r in rs])
+        # one seed: spread over its evaluation runs; several: spread over the seeds' means
+        m, s = mean_std([r["acc"] for r in rs] if len(rs) > 1 else list(rs[0]["acc_runs"]))
         it_m, _ = mean_std([r["iterations"] for r in rs])
         out.append({"variant": name, "accuracy": f"{m:.2f} ± {s:.2f}", "seeds": len(rs),
                     "iterations": int(round(it_m)), "stored_bytes": rs[0]["stored_bytes"],
@@ -112,7 +119,11 @@ def main(argv=None) -> None:
     add_common_args(p)
     p.add_argument("--dataset", default="mnist", choices=["digits", "mnist", "cifar10"])
     p.add_argument("--ipc", type=int, default=2)
-    p.add_argument("--objective", default="dm", choices=["dm", "dc", "dsa"])
+    p.add_argument("--objective", default="dm", choices=["dm", "dc", "dsa", "mtt"])
+    p.add_argument("--buffer", type=Path, default=None, help="expert buffer for --objective mtt (haba-buffer)")
+    p.add_argument("--mtt-syn-steps", type=int, default=20)
+    p.add_argument("--mtt-expert-epochs", type=int, default=2)
+    p.add_argument("--mtt-max-start-epoch", type=int, default=20)
     p.add_argument("--variants", default="plain,haba-paper,haba-pca")
     p.add_argument("--time-budget", type=float, default=600.0, help="distillation seconds per run")
     p.add_argument("--snapshots", type=int, default=4)
@@ -121,6 +132,7 @@ def main(argv=None) -> None:
     p.add_argument("--net-width", type=int, default=64)
     p.add_argument("--batch-real", type=int, default=128)
     p.add_argument("--no-coreset", action="store_true")
+    p.add_argument("--coresets", default="random,herding", help="coreset rows at the same IPC (random, herding)")
     p.add_argument("--tag", default="")
     p.add_argument("--test-limit", type=int, default=None, help="evaluate on a seeded subset of the test set")
     args = p.parse_args(argv)
@@ -134,7 +146,7 @@ def main(argv=None) -> None:
     rows = []
     for seed in seeds:
         if not args.no_coreset:
-            rows.append(coreset_row(train, test, args, seed))
+            rows += [coreset_row(train, test, args, seed, m) for m in args.coresets.split(",")]
         for name in args.variants.split(","):
             rows.append(run_variant(name, train, test, args, seed))
             print(f"{name} seed {seed}: {rows[-1]['acc']:.2f}% after {rows[-1]['iterations']} iterations", flush=True)

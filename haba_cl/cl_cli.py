@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-memory", action="store_true", help="save each haba/dm memory under <out>/memories/")
     p.add_argument("--verbose", action="store_true", help="Avalanche's interactive logger and memory updates")
     p.add_argument("--quiet", action="store_true", help="print only the table")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for PyTorch (default: PyTorch's choice; 1 on a shared machine)")
     return p
 
 
@@ -152,6 +154,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         check_names(args.benchmark, args.strategies)
+        if args.threads is not None:
+            if args.threads < 1:
+                from haba_core import ConfigError
+
+                raise ConfigError("--threads must be at least 1")
+            import torch
+
+            torch.set_num_threads(args.threads)
         config = config_from_args(args)
         from .cl_runner import format_table, run
 

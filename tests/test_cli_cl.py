@@ -58,6 +58,7 @@ def test_bad_input_exits_2_with_one_line(capsys, tmp_path):
     one_line_error(capsys, ["--benchmark", "split-digits", "--n-experiences", "3", *TINY], "cannot be split")
     one_line_error(capsys, ["--epochs", "many"], "invalid int value")
     one_line_error(capsys, ["--seeds", "x"], "--seeds")
+    one_line_error(capsys, ["--threads", "0"], "--threads must be at least 1")
     (tmp_path / "bad.json").write_text(json.dumps({"no_such_field": 1}))
     one_line_error(capsys, ["--benchmark", "split-digits", "--distill-config", str(tmp_path / "bad.json"), *TINY],
                    "unknown configuration key")
