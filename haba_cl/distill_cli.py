@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from haba_core import (KNOWN_NETWORKS, ConfigError, DistillConfig, DistillationInterrupted, EvalConfig,
+from haba_core import (KNOWN_NETWORKS, RECIPES, ConfigError, DistillConfig, DistillationInterrupted, EvalConfig,
                        FactorizedDataset, ImageDataset, NonFiniteLossError, Preprocessor, UnknownNameError,
                        __version__, distill, evaluate, load_dataset, plan_budget)
 from haba_core.atomic import write_json
@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--overwrite", action="store_true",
                    help="delete an existing non-empty --out first (default: off; refuse to touch it)")
     g = p.add_argument_group("configuration files")
+    g.add_argument("--recipe", choices=sorted(RECIPES),
+                   help="starting point below --config/--set/flags: 'paper' (the paper's settings) or 'modest' "
+                        "(measured best at CPU-minutes budgets: down-sampled bases, no adversary; BENCHMARKS.md) "
+                        "(default: paper)")
     g.add_argument("--config", metavar="FILE|PRESET",
                    help="TOML file or preset name (see --list-presets) (default: none)")
     g.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -299,7 +303,7 @@ def _evaluate(result: FactorizedDataset, test: ImageDataset, eval_cfg: EvalConfi
 
 def run(args: argparse.Namespace, argv: list[str], flag: StopFlag, holder: dict[str, Any]) -> dict[str, Any]:
     con = Console(args.quiet, args.json)
-    resolved = resolve(args.config, args.set, flags_from(args))
+    resolved = resolve(args.config, args.set, flags_from(args), recipe=args.recipe)
     cfg, settings = resolved.distill, resolved.settings
     if args.resume and not (args.out or settings.out):
         raise UsageError("--resume needs --out DIR, the directory of the interrupted run")

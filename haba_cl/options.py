@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from haba_core import ConfigError, DistillConfig, EvalConfig
+from haba_core import recipe as recipe_settings
 
 from .cli_errors import _toml
 from .presets import resolve_config
@@ -221,14 +222,18 @@ class ResolvedRun:
                 "config_file": self.config_file}
 
 
-def resolve(config: str | None, assignments: list[str] | None, flags: dict[str, Any]) -> ResolvedRun:
-    """Merge defaults, the ``config`` file (path or preset name), ``--set`` items and ``flags``.
+def resolve(config: str | None, assignments: list[str] | None, flags: dict[str, Any],
+            recipe: str | None = None) -> ResolvedRun:
+    """Merge defaults, a named ``recipe``, the ``config`` file (path or preset name), ``--set`` items and
+    ``flags`` (later layers win).
 
     ``flags`` holds only the options given on the command line, keyed like the TOML file
     (``{"objective": "dm", "mtt": {"buffer": "..."}}``).
     """
     layers: list[dict[str, Any]] = []
     config_file = None
+    if recipe:
+        layers.append(check_layer(recipe_settings(recipe), f"recipe {recipe}"))
     if config:
         path = resolve_config(config)
         config_file = str(path)

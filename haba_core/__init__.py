@@ -9,7 +9,7 @@ from .budget import Plan, StorageReport, plan_budget
 from .collection import FactorizedCollection
 from .coreset import herding_select, select_coreset
 from .data import KNOWN_DATASETS, ImageDataset, load_dataset
-from .distillation import DistillConfig, distill, network_factory
+from .distillation import RECIPES, DistillConfig, distill, network_factory, recipe, recipe_config
 from .errors import (BudgetError, ConfigError, DatasetNotFoundError, DistillationInterrupted, FormatError,
                      HabaError, NonFiniteLossError, UnknownNameError)
 from .evaluate import EvalConfig, EvalResult, evaluate
@@ -24,7 +24,7 @@ from .zca import ZCA
 __all__ = [
     "Adversary", "pairwise_cosine_loss", "supervised_contrastive_loss", "DSA", "DSAConfig", "Plan",
     "StorageReport", "plan_budget", "FactorizedCollection", "select_coreset", "herding_select", "KNOWN_DATASETS", "ImageDataset", "load_dataset",
-    "DistillConfig", "distill", "network_factory", "BudgetError", "ConfigError", "DatasetNotFoundError",
+    "DistillConfig", "distill", "network_factory", "RECIPES", "recipe", "recipe_config", "BudgetError", "ConfigError", "DatasetNotFoundError",
     "DistillationInterrupted",
     "FormatError", "HabaError", "NonFiniteLossError", "UnknownNameError", "EvalConfig", "EvalResult", "evaluate",
     "HallucinatorBank", "HallucinatorConfig", "SyntheticSet", "FactorizedDataset", "KNOWN_NETWORKS",

@@ -108,3 +108,20 @@ def test_list_presets_command():
     ran = run_main(main, ["--list-presets"])
     assert ran.code == 0
     assert "cifar10-ipc10-mtt" in ran.out and "needs --buffer" in ran.out
+
+
+def test_recipe_layer_sits_below_config_set_and_flags(tmp_path):
+    run = resolve(None, None, {}, recipe="modest")
+    cfg = run.distill
+    assert cfg.parameterization == "idc-haba" and cfg.hallucinator.affine_stride == 2
+    assert (cfg.lambda_cos, cfg.lambda_con, cfg.lambda_task) == (0.0, 0.0, 0.0)
+    run = resolve(None, ["lambda_cos=0.1"], {"parameterization": "haba"}, recipe="modest")
+    assert run.distill.lambda_cos == 0.1 and run.distill.parameterization == "haba"
+    assert run.distill.hallucinator.affine_stride == 2  # nested recipe keys survive other layers
+    paper = resolve(None, None, {}, recipe="paper").distill
+    assert paper.parameterization == "haba" and paper.lambda_cos == 0.1
+
+
+def test_unknown_recipe_is_a_usage_error(capsys):
+    ran = run_main(main, ["--recipe", "turbo"])
+    assert ran.code == 2 and "invalid choice" in ran.err

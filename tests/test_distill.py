@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 
-from haba_core import (ConfigError, DistillationInterrupted, EvalConfig, ExpertConfig, FactorizedDataset,
-                       NonFiniteLossError, distill, evaluate, train_experts)
+from haba_core import (ConfigError, DistillConfig, DistillationInterrupted, EvalConfig, ExpertConfig,
+                       FactorizedDataset, NonFiniteLossError, distill, evaluate, train_experts)
 from haba_core.distillation import network_factory
 
 from core_fixtures import separable_dataset, tiny_config
@@ -172,3 +172,28 @@ def test_per_basis_pairing_keeps_the_cos_term_and_rejects_unknown_modes():
     assert any(h["cos"] != 0.0 for h in result.history)
     with pytest.raises(ConfigError):
         distill(separable_dataset(), tiny_config(hallucinator_pairing="random"))
+
+
+def test_recipes_build_configs_and_reject_unknown_names():
+    from haba_core import UnknownNameError, recipe, recipe_config
+
+    modest = recipe_config("modest", ipc=2, hallucinator={"depth": 2})
+    assert modest.parameterization == "idc-haba" and modest.lambda_cos == 0.0 and modest.ipc == 2
+    assert modest.hallucinator.affine_stride == 2 and modest.hallucinator.depth == 2  # nested keys merge
+    recipe("modest")["lambda_cos"] = 1.0  # a copy: the registry is unchanged
+    assert recipe_config("modest").lambda_cos == 0.0
+    assert recipe_config("paper") == DistillConfig().validate()
+    with pytest.raises(UnknownNameError):
+        recipe("turbo")
+
+
+def test_modest_recipe_distils_within_its_budget():
+    from haba_core import plan_budget, recipe_config
+
+    data = separable_dataset()
+    cfg = recipe_config("modest", ipc=4, bpc=None, hallucinators=2, iterations=2, net_width=8, net_depth=2,
+                        device="cpu")
+    result = distill(data, cfg)
+    plain = plan_budget(image_shape=data.image_shape, num_classes=data.num_classes, parameterization="plain", ipc=4)
+    assert result.storage().parameters <= plain.budget_parameters
+    assert all(h["adv"] == 0.0 and h["cos"] == 0.0 for h in result.history)

@@ -1,0 +1,39 @@
+"""Named starting points for :class:`DistillConfig`.
+
+``paper``  — the HaBa paper's settings (the dataclass defaults).
+``modest`` — the combination measured best at modest compute (minutes on a CPU, ~1k iterations;
+             BENCHMARKS.md, issue 8): 2× down-sampled bases (``idc-haba``), σ/μ stored at half
+             resolution, and no adversary (at short budgets its cost buys no accuracy).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from ..errors import UnknownNameError
+from .config import DistillConfig
+
+RECIPES: dict[str, dict[str, Any]] = {
+    "paper": {},
+    "modest": {"parameterization": "idc-haba", "hallucinator": {"init": "pca", "affine_stride": 2},
+               "lambda_cos": 0.0, "lambda_con": 0.0, "lambda_task": 0.0},
+}
+
+
+def recipe(name: str) -> dict[str, Any]:
+    """The recipe's settings as a (nested) dict of :class:`DistillConfig` fields (a copy)."""
+    if name not in RECIPES:
+        raise UnknownNameError(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}")
+    return copy.deepcopy(RECIPES[name])
+
+
+def recipe_config(name: str, **overrides: Any) -> DistillConfig:
+    """``DistillConfig`` for recipe ``name`` with top-level ``overrides`` applied on top."""
+    fields = recipe(name)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(fields.get(key), dict):
+            fields[key] = {**fields[key], **value}
+        else:
+            fields[key] = value
+    return DistillConfig.from_dict(fields).validate()
