@@ -147,7 +147,7 @@ def main(argv=None) -> None:
     for seed in seeds:
         if not args.no_coreset:
             rows += [coreset_row(train, test, args, seed, m) for m in args.coresets.split(",")]
-        for name in args.variants.split(","):
+        for name in [v for v in args.variants.split(",") if v]:  # "" = coreset rows only
             rows.append(run_variant(name, train, test, args, seed))
             print(f"{name} seed {seed}: {rows[-1]['acc']:.2f}% after {rows[-1]['iterations']} iterations", flush=True)
     name = f"compute_matched_{args.dataset}_ipc{args.ipc}_{args.objective}{args.tag}{'_quick' if args.quick else ''}"
