@@ -24,10 +24,32 @@ def test_compute_matched_quick(tmp_path):
     _run(["-m", "benchmarks.compute_matched", "--quick", "--out", str(tmp_path)], tmp_path)
     data = json.loads((tmp_path / "compute_matched_digits_ipc2_dm_quick.json").read_text())
     variants = {r["variant"] for r in data["rows"]}
-    assert {"plain", "haba-pca", "random-coreset"} <= variants
+    assert {"plain", "haba-pca", "random-coreset", "herding-coreset"} <= variants
     for r in data["rows"]:
         assert r["stored_bytes"] > 0 and r["ipc_equivalent"] <= 2.0
     assert (tmp_path / "compute_matched_digits_ipc2_dm_quick.png").stat().st_size > 1000
+
+
+def test_federated_overrides_and_first_seed():
+    import argparse
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.federated import parse_overrides
+    from benchmarks.harness import seed_list
+
+    assert parse_overrides(["iterations=40", "alpha=0.1", "dataset=mnist"]) == {
+        "iterations": 40, "alpha": 0.1, "dataset": "mnist"}
+    with pytest.raises(SystemExit):
+        parse_overrides(["iterations"])
+    assert seed_list(argparse.Namespace(seeds=2, first_seed=3)) == [3, 4]
+
+
+def test_modest_recipe_matches_its_benchmark_variant():
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.variants import variant_config
+    from haba_core import recipe_config
+
+    assert variant_config("idc-haba-pca-nocos-s2", ipc=2) == recipe_config("modest", ipc=2)
 
 
 @pytest.mark.timeout(480)
