@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hallucinators", type=int, default=None, help="most hallucinators per experience (default 5)")
     p.add_argument("--hallucinator-share", type=float, default=0.2,
                    help="largest fraction of the memory hallucinators may take")
+    p.add_argument("--recipe", choices=("paper", "modest"), default=None,
+                   help="distillation starting point (haba_core recipes): paper (default) or modest (measured best "
+                        "at CPU-minutes budgets); --distill-config and the flags below override it")
     p.add_argument("--distill-config", default=None,
                    help="JSON file with DistillConfig fields (nested dicts allowed) for the per-experience "
                         "distillation; explicit flags override it")
@@ -113,21 +116,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace):
-    from haba_core import ConfigError
+    from haba_core import ConfigError, recipe
 
     from .cl_runner import RunConfig
 
-    distill: dict[str, Any] = {}
+    distill: dict[str, Any] = recipe(args.recipe) if args.recipe else {}
     if args.distill_config:
         path = Path(args.distill_config)
         try:
-            distill = json.loads(path.read_text())
+            loaded = json.loads(path.read_text())
         except FileNotFoundError:
             raise ConfigError(f"--distill-config {path} does not exist") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"--distill-config {path} is not valid JSON ({exc})") from None
-        if not isinstance(distill, dict):
+        if not isinstance(loaded, dict):
             raise ConfigError(f"--distill-config {path} must hold a JSON object")
+        for key, value in loaded.items():  # nested sections (e.g. "hallucinator") merge with the recipe's
+            both = isinstance(value, dict) and isinstance(distill.get(key), dict)
+            distill[key] = {**distill[key], **value} if both else value
     for flag, key in (("objective", "objective"), ("distill_iterations", "iterations"),
                       ("distill_width", "net_width"), ("hallucinators", "hallucinators")):
         value = getattr(args, flag)

@@ -110,3 +110,20 @@ def test_dm_protocol_on_digits(tmp_path, capsys):
             assert len(r["protocol_accuracy"]) == 2 and 0.0 <= r["final_accuracy"] <= 1.0
             assert r["forgetting"] is not None
     assert res["summary"]["haba"]["runs"] == 2 and res["summary"]["naive"]["final_accuracy_mean"] is None
+
+
+def test_modest_recipe_layers_under_the_distill_config(tmp_path, capsys):
+    cfg = tmp_path / "distill.json"
+    cfg.write_text(json.dumps({"hallucinator": {"depth": 1}, "lambda_cos": 0.05}))
+    out = tmp_path / "out"
+    code = main(["--benchmark", "split-digits", "--n-experiences", "2", "--strategies", "haba", "--mem-size", "60",
+                 "--seeds", "1", "--train-per-class", "8", "--test-per-class", "4", "--recipe", "modest",
+                 "--distill-config", str(cfg), "--out", str(out), *TINY])
+    assert code == 0, capsys.readouterr().err
+    res = json.loads((out / "results.json").read_text())
+    distill = res["config"]["distill"]
+    assert distill["parameterization"] == "idc-haba" and distill["lambda_task"] == 0.0
+    assert distill["lambda_cos"] == 0.05  # the JSON file overrides the recipe
+    assert distill["hallucinator"] == {"init": "pca", "affine_stride": 2, "depth": 1}  # nested keys merge
+    run = res["runs"][0]
+    assert all(b is not None and b <= 60 * 64 * 4 for b in run["memory_bytes"])  # 60 digits images of 8×8 float32
