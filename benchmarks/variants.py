@@ -50,6 +50,7 @@ VARIANTS: dict[str, dict] = {
     "idc-haba-pca-s2-fast": dict(parameterization="idc-haba", hallucinator=HallucinatorConfig(init="pca", affine_stride=2),
                                  hallucinators_per_step=1, hallucinator_pairing="per_basis",
                                  lambda_cos=0.0, lambda_con=0.0, lambda_task=0.0),
+    "haba-match": dict(hallucinator=HallucinatorConfig(init="pca", match_stats=True)),  # paper + scale anchor
     "haba-default": dict(),  # whatever DistillConfig() defaults to
 }
 

@@ -124,3 +124,35 @@ def test_strided_affine_is_cheaper_and_keeps_shapes():
     assert out.shape == (3, 1, 28, 28)
     out.sum().backward()
     assert bank.mu.grad.abs().sum() > 0
+
+
+def test_match_stats_anchors_output_scale_and_keeps_gradients():
+    cfg = HallucinatorConfig(init="random", match_stats=True)
+    bank = HallucinatorBank(2, 3, 3, (8, 8), cfg)
+    with torch.no_grad():
+        bank.sigma.mul_(25.0)  # a drifted hallucinator: 25× the scale
+        bank.mu.add_(3.0)
+    x = torch.randn(4, 3, 8, 8, requires_grad=True)
+    out = bank(x, torch.tensor([0, 1, 1, 0]))
+    assert torch.allclose(out.flatten(1).mean(1), x.flatten(1).mean(1), atol=1e-4)
+    assert torch.allclose(out.flatten(1).std(1), x.flatten(1).std(1), atol=1e-3)
+    (out * torch.randn_like(out)).sum().backward()
+    assert x.grad.abs().sum() > 0 and bank.sigma.grad.abs().sum() > 0
+    plain = HallucinatorBank(2, 3, 3, (8, 8), HallucinatorConfig(init="random"))
+    with torch.no_grad():
+        plain.sigma.mul_(25.0)
+    assert plain(x, 0).flatten(1).std(1).mean() > 3 * x.flatten(1).std(1).mean()  # without it the scale drifts
+
+
+def test_match_stats_survives_a_save_load_round_trip(tmp_path):
+    from haba_core import FactorizedDataset, distill
+
+    from core_fixtures import separable_dataset, tiny_config
+
+    result = distill(separable_dataset(), tiny_config(hallucinator=HallucinatorConfig(match_stats=True)))
+    result.save(tmp_path / "fd")
+    loaded = FactorizedDataset.load(tmp_path / "fd")
+    assert loaded.synthetic.hallucinators.config.match_stats
+    a, _ = result.materialize()
+    b, _ = loaded.materialize()
+    assert torch.equal(a, b)

@@ -36,7 +36,10 @@ class HallucinatorConfig:
     "default" is accepted as an alias). Without data (e.g. a bank rebuilt from a file) "pca" acts as
     "identity". ``affine_stride`` s > 1 stores σ and μ at 1/s of the feature map's height and width and
     up-samples them bilinearly (an option of this toolkit, not the paper: it makes a hallucinator ~s²
-    times cheaper, leaving more of a small budget to bases).
+    times cheaper, leaving more of a small budget to bases). ``match_stats`` re-standardises every composed
+    image to its basis's mean and standard deviation (over all pixels; an option of this toolkit, not the
+    paper): instance-normalised distillation networks barely see image scale, so under DM the hallucinators'
+    output scale can drift far from the data's (BENCHMARKS.md, continual section); this anchors it.
     """
 
     depth: int = 1
@@ -47,6 +50,7 @@ class HallucinatorConfig:
     init_noise: float = 0.01
     pca_scale: float = 1.0
     affine_stride: int = 1
+    match_stats: bool = False
 
     @classmethod
     def official(cls) -> "HallucinatorConfig":
@@ -236,6 +240,10 @@ class HallucinatorBank(nn.Module):
 
     def forward(self, x: Tensor, index: Tensor | int) -> Tensor:
         """Compose ``x[i]`` with hallucinator ``index[i]`` (a tensor, or one int for the whole batch)."""
+        out = self._compose(x, index)
+        return match_stats(out, x) if self.config.match_stats else out
+
+    def _compose(self, x: Tensor, index: Tensor | int) -> Tensor:
         if isinstance(index, int):
             return self.single(x, index)
         index = index.to(device=x.device, dtype=torch.long)
@@ -261,6 +269,16 @@ class HallucinatorBank(nn.Module):
 
     def conv_parameters(self) -> list[nn.Parameter]:
         return [p for n, p in self.named_parameters() if n not in ("sigma", "mu")]
+
+
+def match_stats(out: Tensor, reference: Tensor, eps: float = 1e-5) -> Tensor:
+    """``out`` re-standardised, image by image, to the mean and std (over all its pixels) of ``reference``."""
+    if out.shape[0] == 0:
+        return out
+    o, r = out.flatten(1), reference.flatten(1)
+    o_mean, o_std = o.mean(1, keepdim=True), o.std(1, keepdim=True)
+    r_mean, r_std = r.mean(1, keepdim=True), r.std(1, keepdim=True)
+    return ((o - o_mean) / (o_std + eps) * r_std + r_mean).view_as(out)
 
 
 def affine_size(feature_size: tuple[int, int], stride: int) -> tuple[int, int]:
