@@ -50,6 +50,26 @@ VARIANTS: dict[str, dict] = {
     "idc-haba-pca-s2-fast": dict(parameterization="idc-haba", hallucinator=HallucinatorConfig(init="pca", affine_stride=2),
                                  hallucinators_per_step=1, hallucinator_pairing="per_basis",
                                  lambda_cos=0.0, lambda_con=0.0, lambda_task=0.0),
+    # the modest recipe with a smaller data-driven shift (pca_scale σ instead of 1σ) or none (identity + noise)
+    "modest-pca050": dict(parameterization="idc-haba",
+                          hallucinator=HallucinatorConfig(init="pca", affine_stride=2, pca_scale=0.5),
+                          lambda_cos=0.0, lambda_con=0.0, lambda_task=0.0),
+    "modest-pca025": dict(parameterization="idc-haba",
+                          hallucinator=HallucinatorConfig(init="pca", affine_stride=2, pca_scale=0.25),
+                          lambda_cos=0.0, lambda_con=0.0, lambda_task=0.0),
+    "modest-identity": dict(parameterization="idc-haba",
+                            hallucinator=HallucinatorConfig(init="identity", affine_stride=2),
+                            lambda_cos=0.0, lambda_con=0.0, lambda_task=0.0),
+    # the modest recipe with Adam for the hallucinators (bounded steps: no blow-up under DC's scale-free loss)
+    "modest": dict(parameterization="idc-haba", hallucinator=HallucinatorConfig(init="pca", affine_stride=2),
+                   lambda_cos=0.0, lambda_con=0.0, lambda_task=0.0,
+                   hallucinator_optimizer="adam", lr_hallucinators=1e-4),  # == --recipe modest (tested)
+    "modest-adam4": dict(parameterization="idc-haba", hallucinator=HallucinatorConfig(init="pca", affine_stride=2),
+                         lambda_cos=0.0, lambda_con=0.0, lambda_task=0.0,
+                         hallucinator_optimizer="adam", lr_hallucinators=1e-4),
+    "modest-adam3": dict(parameterization="idc-haba", hallucinator=HallucinatorConfig(init="pca", affine_stride=2),
+                         lambda_cos=0.0, lambda_con=0.0, lambda_task=0.0,
+                         hallucinator_optimizer="adam", lr_hallucinators=1e-3),
     "haba-match": dict(hallucinator=HallucinatorConfig(init="pca", match_stats=True)),  # paper + scale anchor
     "haba-default": dict(),  # whatever DistillConfig() defaults to
 }

@@ -49,7 +49,8 @@ def test_modest_recipe_matches_its_benchmark_variant():
     from benchmarks.variants import variant_config
     from haba_core import recipe_config
 
-    assert variant_config("idc-haba-pca-nocos-s2", ipc=2) == recipe_config("modest", ipc=2)
+    assert variant_config("modest", ipc=2) == recipe_config("modest", ipc=2)
+    assert variant_config("modest-adam4", ipc=2) == recipe_config("modest", ipc=2)  # its screening name
 
 
 @pytest.mark.timeout(480)

@@ -197,3 +197,15 @@ def test_modest_recipe_distils_within_its_budget():
     plain = plan_budget(image_shape=data.image_shape, num_classes=data.num_classes, parameterization="plain", ipc=4)
     assert result.storage().parameters <= plain.budget_parameters
     assert all(h["adv"] == 0.0 and h["cos"] == 0.0 for h in result.history)
+
+
+def test_modest_recipe_keeps_hallucinator_steps_bounded_under_dc():
+    """Adam at lr 1e-4: each hallucinator parameter moves at most ~lr per step (SGD at η_B blew them up)."""
+    from haba_core import recipe_config
+
+    data = separable_dataset()
+    common = dict(objective="dc", ipc=4, bpc=None, hallucinators=2, net_width=8, net_depth=2, device="cpu", seed=3)
+    start = distill(data, recipe_config("modest", iterations=0, **common)).synthetic.hallucinators
+    after = distill(data, recipe_config("modest", iterations=3, **common)).synthetic.hallucinators
+    moved = max(float((a - b).abs().max()) for a, b in zip(after.parameters(), start.parameters()))
+    assert 0.0 < moved <= 3 * 1e-4 * 1.01

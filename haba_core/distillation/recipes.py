@@ -3,7 +3,9 @@
 ``paper``  — the HaBa paper's settings (the dataclass defaults).
 ``modest`` — the combination measured best at modest compute (minutes on a CPU, ~1k iterations;
              BENCHMARKS.md, issue 8): 2× down-sampled bases (``idc-haba``), σ/μ stored at half
-             resolution, and no adversary (at short budgets its cost buys no accuracy).
+             resolution, no adversary (at short budgets its cost buys no accuracy), and Adam with
+             lr 1e-4 for the hallucinators: bounded steps keep them near their data-driven start
+             (SGD at η_B blows their output up under DC's scale-free loss within a few steps).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from .config import DistillConfig
 RECIPES: dict[str, dict[str, Any]] = {
     "paper": {},
     "modest": {"parameterization": "idc-haba", "hallucinator": {"init": "pca", "affine_stride": 2},
-               "lambda_cos": 0.0, "lambda_con": 0.0, "lambda_task": 0.0},
+               "lambda_cos": 0.0, "lambda_con": 0.0, "lambda_task": 0.0,
+               "hallucinator_optimizer": "adam", "lr_hallucinators": 1e-4},
 }
 
 
