@@ -30,8 +30,8 @@ if __package__ in (None, ""):  # allow `python benchmarks/federated.py`
 
 from benchmarks import harness
 from benchmarks.harness import (add_common_args, fmt_bytes, load_average, machine_info, machine_line, markdown_path,
-                                markdown_table, resolve_device, seed_list, summarize, update_benchmarks_md,
-                                write_results)
+                                markdown_table, parse_overrides, resolve_device, seed_list, summarize,
+                                update_benchmarks_md, write_results)
 from haba_cl.fl_runner import run_federated
 
 FULL = {"clients": 10, "partitions": ["dirichlet", "iid"], "alpha": 0.5, "haba_rounds": 3, "fedavg_rounds": 20,
@@ -42,24 +42,6 @@ QUICK = {"clients": 10, "partitions": ["dirichlet", "iid"], "alpha": 0.5, "haba_
                  "local-batch-size": 64, "hallucinators": 5, "batch-real": 64, "fraction-evaluate": 0.0,
                  "train-limit": 2000, "test-limit": 1000}}
 FEDAVG_REPORT = (1, 2, 3, 5, 10, 15, 20)
-
-
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["iterations=200", "net-width=64"]`` → ``{"iterations": 200, "net-width": 64}`` (int, float or str)."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
-        value: Any = raw
-        for cast in (int, float):
-            try:
-                value = cast(raw)
-                break
-            except ValueError:
-                continue
-        out[key.strip()] = value
-    return out
 
 
 def dataset_source(name: str, data_root: Path) -> tuple[str, str]:

@@ -101,6 +101,24 @@ def configure_threads(args: argparse.Namespace) -> int:
     return torch.get_num_threads()
 
 
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["iterations=200", "net-width=64"]`` → ``{"iterations": 200, "net-width": 64}`` (int, float or str)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        value: Any = raw
+        for cast in (int, float):
+            try:
+                value = cast(raw)
+                break
+            except ValueError:
+                continue
+        out[key.strip()] = value
+    return out
+
+
 def seed_list(args: argparse.Namespace) -> list[int]:
     if args.seeds < 1:
         raise SystemExit("--seeds must be >= 1")

@@ -34,7 +34,7 @@ def test_federated_overrides_and_first_seed():
     import argparse
 
     sys.path.insert(0, str(ROOT))
-    from benchmarks.federated import parse_overrides
+    from benchmarks.harness import parse_overrides
     from benchmarks.harness import seed_list
 
     assert parse_overrides(["iterations=40", "alpha=0.1", "dataset=mnist"]) == {
@@ -70,3 +70,18 @@ def test_continual_quick(tmp_path):
     assert data["runs"]
     run = data["runs"][0]
     assert run["benchmark"] == "split-digits" and run["mem_size"] == 100
+
+
+@pytest.mark.timeout(300)
+def test_hallucinator_drift_quick_shows_sgd_blow_up_and_adam_bounded(tmp_path):
+    _run(["-m", "benchmarks.hallucinator_drift", "--quick", "--out", str(tmp_path)], tmp_path)
+    rows = json.loads((tmp_path / "hallucinator_drift_digits_ipc2_dc_quick.json").read_text())["rows"]
+
+    def shifts(variant, its):
+        row = next(r for r in rows if r["variant"] == variant and r["iterations"] == its)
+        return [float(v) for v in row["shift_norms"].split(" / ")]
+
+    # the same data-driven start for both; after 2 DC steps SGD at η_B has blown it up, Adam 1e-4 has not
+    assert shifts("modest", 0) == shifts("idc-haba-pca-nocos-s2", 0)
+    assert max(shifts("idc-haba-pca-nocos-s2", 2)) > 10 * max(shifts("idc-haba-pca-nocos-s2", 0))
+    assert max(shifts("modest", 2)) < 2 * max(shifts("modest", 0))
