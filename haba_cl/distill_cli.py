@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("configuration files")
     g.add_argument("--recipe", choices=sorted(RECIPES),
                    help="starting point below --config/--set/flags: 'paper' (the paper's settings) or 'modest' "
-                        "(measured best at CPU-minutes budgets: down-sampled bases, no adversary; BENCHMARKS.md) "
+                        "(measured best at CPU-minutes budgets: down-sampled bases, no adversary, Adam for hallucinators; BENCHMARKS.md) "
                         "(default: paper)")
     g.add_argument("--config", metavar="FILE|PRESET",
                    help="TOML file or preset name (see --list-presets) (default: none)")

@@ -113,7 +113,10 @@ class DistillConfig:
     def resolved_lr_hallucinators(self) -> float:
         """``lr_hallucinators``, else the paper's η_H = η_B — except for DM, where a hallucinator's gradient
         sums over every composed image it produced and η_B = 1 wrecks the identity-like start: there the
-        default is η_B / 100 (measured in BENCHMARKS.md, ablation "hallucinator learning rate")."""
+        default is η_B / 100 (measured in BENCHMARKS.md, ablation "hallucinator learning rate"). Under DC's
+        scale-free (cosine) loss, SGD lets the hallucinators' output grow without bound at any of these rates
+        (BENCHMARKS.md, "hallucinator drift"); ``hallucinator_optimizer="adam"`` with lr 1e-4 (the ``modest``
+        recipe) keeps every step bounded."""
         if self.lr_hallucinators is not None:
             return self.lr_hallucinators
         return self.resolved_lr_bases * (0.01 if self.objective == "dm" else 1.0)
