@@ -2,7 +2,7 @@
 
 Distils a few iterations per variant and reports ‖H_j(b) − b‖ for every hallucinator j (mean over the
 first 50 bases, next to the bases' own norm) and the test accuracy of one evaluation run. This is the
-study that found SGD at η_H = η_B blowing the composed images up under DC (norms 10⁵× the bases' within
+study that found SGD at η_H = η_B blowing the composed images up under DC (moved 10³–10⁴× the bases' norm within
 6 steps) and Adam at lr 1e-4 keeping them near their data-driven start.
 
     python -m benchmarks.hallucinator_drift --dataset cifar10 --objective dc --ipc 11 --iterations 0,6,30 \
