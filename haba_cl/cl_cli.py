@@ -97,9 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hallucinators", type=int, default=None, help="most hallucinators per experience (default 5)")
     p.add_argument("--hallucinator-share", type=float, default=0.2,
                    help="largest fraction of the memory hallucinators may take")
-    p.add_argument("--recipe", choices=("paper", "modest"), default=None,
-                   help="distillation starting point (haba_core recipes): paper (default) or modest (measured best "
-                        "at CPU-minutes budgets); --distill-config and the flags below override it")
+    p.add_argument("--recipe", choices=("paper", "modest"), default="modest",
+                   help="distillation starting point (haba_core recipes): modest (default; measured best at "
+                        "CPU-minutes budgets) or paper (the paper's settings); --distill-config and the flags below "
+                        "override it")
     p.add_argument("--distill-config", default=None,
                    help="JSON file with DistillConfig fields (nested dicts allowed) for the per-experience "
                         "distillation; explicit flags override it")
@@ -116,11 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace):
-    from haba_core import ConfigError, recipe
+    from haba_core import ConfigError
 
     from .cl_runner import RunConfig
 
-    distill: dict[str, Any] = recipe(args.recipe) if args.recipe else {}
+    distill: dict[str, Any] = {}
     if args.distill_config:
         path = Path(args.distill_config)
         try:
@@ -131,9 +132,7 @@ def config_from_args(args: argparse.Namespace):
             raise ConfigError(f"--distill-config {path} is not valid JSON ({exc})") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"--distill-config {path} must hold a JSON object")
-        for key, value in loaded.items():  # nested sections (e.g. "hallucinator") merge with the recipe's
-            both = isinstance(value, dict) and isinstance(distill.get(key), dict)
-            distill[key] = {**distill[key], **value} if both else value
+        distill.update(loaded)  # nested sections (e.g. "hallucinator") merge with the recipe's later
     for flag, key in (("objective", "objective"), ("distill_iterations", "iterations"),
                       ("distill_width", "net_width"), ("hallucinators", "hallucinators")):
         value = getattr(args, flag)
@@ -143,7 +142,7 @@ def config_from_args(args: argparse.Namespace):
                      source=args.source, strategies=args.strategies, mem_size=args.mem_size, seeds=args.seeds,
                      epochs=args.epochs, out=args.out, protocol=args.protocol, device=args.device, lr=args.lr,
                      batch_size=args.batch_size, batch_size_mem=args.batch_size_mem, model=args.model,
-                     net_width=args.net_width, net_depth=args.net_depth, distill=distill,
+                     net_width=args.net_width, net_depth=args.net_depth, recipe=args.recipe, distill=distill,
                      hallucinator_share=args.hallucinator_share, train_per_class=args.train_per_class,
                      test_per_class=args.test_per_class, cache_dir=args.cache_dir,
                      protocol_epochs=args.protocol_epochs, save_memory=args.save_memory, verbose=args.verbose)

@@ -16,6 +16,7 @@ has no memory and reports nothing under this protocol.
 
 from __future__ import annotations
 
+import copy
 import json
 import statistics
 import time
@@ -26,7 +27,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from haba_core import ConfigError, DistillConfig, EvalConfig, get_network
+from haba_core import ConfigError, DistillConfig, EvalConfig, get_network, recipe
 from haba_core.evaluate import test_accuracy, train_on_synthetic
 from haba_core.runtime import resolve_device
 
@@ -63,6 +64,7 @@ class RunConfig:
     net_width: int = 128
     net_depth: int = 3
     net_norm: str = "instancenorm"
+    recipe: str = "modest"  # haba_core recipe under the per-experience distillation (strategies.default_cl_config)
     distill: dict[str, Any] = field(default_factory=dict)
     hallucinator_share: float = 0.2
     train_per_class: Optional[int] = None
@@ -87,12 +89,13 @@ class RunConfig:
             raise ConfigError("give at least one seed")
         if self.n_experiences is None:
             self.n_experiences = BENCHMARKS[self.benchmark][1]
+        recipe(self.recipe)  # UnknownNameError for a name that is not a recipe
         return self
 
     def distill_config(self, device: torch.device) -> DistillConfig:
-        from strategies import paper_cl_config
+        from strategies import default_cl_config
 
-        cfg = paper_cl_config(**dict(self.distill))
+        cfg = default_cl_config(self.recipe, **copy.deepcopy(self.distill))
         cfg.device = str(device)
         return cfg
 
@@ -282,6 +285,7 @@ def run(config: RunConfig, log: Callable[[str], None] = print) -> dict[str, Any]
             records.append(run_one(config, data, name, seed, device, log))
     summary = summarize(records, config.strategies)
     cfg = asdict(config)
+    cfg["distill_config"] = config.distill_config(device).to_dict()  # the resolved per-experience distillation
     result = {"config": cfg, "data": data.describe(), "device": str(device), "summary": summary, "runs": records,
               "total_seconds": time.perf_counter() - t0,
               "metric": ("fresh network trained on memory only, tested on seen classes (DM protocol)"

@@ -3,9 +3,9 @@
 Imports only ``haba_core`` (plus avalanche and torch). See ``docs/continual.md``.
 """
 
-from .haba_replay import HabaReplay, HabaReplayPlugin, paper_cl_config
+from .haba_replay import DEFAULT_CL_RECIPE, HabaReplay, HabaReplayPlugin, default_cl_config, paper_cl_config
 from .memory import FactorizedMemory, MemoryPart, MemoryPlan, preserved_rng
 from .replay_batches import mix_into_minibatch
 
-__all__ = ["HabaReplay", "HabaReplayPlugin", "paper_cl_config", "FactorizedMemory", "MemoryPart", "MemoryPlan",
+__all__ = ["HabaReplay", "HabaReplayPlugin", "DEFAULT_CL_RECIPE", "default_cl_config", "paper_cl_config", "FactorizedMemory", "MemoryPart", "MemoryPlan",
            "preserved_rng", "mix_into_minibatch"]

@@ -203,6 +203,46 @@ def test_plain_dm_memory_and_bad_configs():
         HabaReplayPlugin(mem_size=0)
 
 
+def test_default_distillation_is_the_modest_recipe_over_the_paper_cl_setting():
+    from haba_core import UnknownNameError
+    from strategies import DEFAULT_CL_RECIPE, default_cl_config, paper_cl_config
+
+    assert DEFAULT_CL_RECIPE == "modest"
+    paper, default = paper_cl_config(), default_cl_config()
+    assert (paper.parameterization, paper.hallucinator_optimizer, paper.lambda_cos) == ("haba", "sgd", 0.1)
+    assert (default.parameterization, default.hallucinator_optimizer, default.lr_hallucinators) == \
+        ("idc-haba", "adam", 1e-4)
+    assert (default.hallucinator.affine_stride, default.lambda_cos, default.lambda_task) == (2, 0.0, 0.0)
+    for cfg in (paper, default):  # the continual setting itself is the same under both recipes
+        assert (cfg.objective, cfg.bpc, cfg.hallucinators, cfg.iterations, cfg.net_width, cfg.basis_init) == \
+            ("dm", 1, 5, 1000, 128, "real")
+    mine = default_cl_config(hallucinator={"depth": 2}, iterations=5)
+    assert (mine.hallucinator.depth, mine.hallucinator.affine_stride, mine.iterations) == (2, 2, 5)
+    assert HabaReplayPlugin(mem_size=10).distill_config.to_dict() == default.to_dict()
+    with pytest.raises(UnknownNameError):
+        default_cl_config("turbo")
+
+
+def test_modest_memory_replays_down_sampled_bases_within_budget():
+    from strategies import default_cl_config
+
+    bench = tiny_stream()
+    cfg = default_cl_config(hallucinators=2, iterations=3, net_width=8, net_depth=2, device="cpu", seed=0,
+                            checkpoint_every=1000, dm={"batch_real": 8})
+    model = tiny_model()
+    strat = HabaReplay(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9),
+                       criterion=torch.nn.CrossEntropyLoss(), mem_size=16, batch_size_mem=5, distill_config=cfg,
+                       train_mb_size=16, train_epochs=1, eval_mb_size=64, evaluator=quiet_evaluator())
+    for exp in bench.train_stream:
+        strat.train(exp)
+    mem = strat.haba_plugin.memory
+    assert mem.parameterization == "idc-haba"
+    assert all(part.data.synthetic.bases.shape[-1] == SIZE // 2 for part in mem.parts)  # 2× down-sampled
+    assert sorted(mem.bases_per_class()) == [0, 1, 2, 3] and mem.storage().bytes <= mem.budget_bytes
+    x, y = mem.sample(6, torch.Generator().manual_seed(0))[:2]
+    assert x.shape == (6, 1, SIZE, SIZE) and torch.isfinite(x).all()  # composed at full size
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_runs_on_cuda():
     bench = tiny_stream()

@@ -121,9 +121,12 @@ def test_modest_recipe_layers_under_the_distill_config(tmp_path, capsys):
                  "--distill-config", str(cfg), "--out", str(out), *TINY])
     assert code == 0, capsys.readouterr().err
     res = json.loads((out / "results.json").read_text())
-    distill = res["config"]["distill"]
+    assert res["config"]["recipe"] == "modest"
+    distill = res["config"]["distill_config"]  # the resolved per-experience DistillConfig
     assert distill["parameterization"] == "idc-haba" and distill["lambda_task"] == 0.0
+    assert distill["hallucinator_optimizer"] == "adam" and distill["lr_hallucinators"] == 1e-4
     assert distill["lambda_cos"] == 0.05  # the JSON file overrides the recipe
-    assert distill["hallucinator"] == {"init": "pca", "affine_stride": 2, "depth": 1}  # nested keys merge
+    h = distill["hallucinator"]
+    assert (h["init"], h["affine_stride"], h["depth"]) == ("pca", 2, 1)  # nested keys merge
     run = res["runs"][0]
     assert all(b is not None and b <= 60 * 64 * 4 for b in run["memory_bytes"])  # 60 digits images of 8×8 float32
