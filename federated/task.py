@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from haba_core import (ConfigError, DistillConfig, FactorizedDataset, HallucinatorConfig, ImageDataset, Preprocessor,
-                       load_dataset, plan_budget)
+                       load_dataset, plan_budget, recipe)
 from haba_core.data.registry import canonical_name
 from haba_core.distillation import network_factory
 from haba_core.evaluate import test_accuracy
@@ -57,9 +57,10 @@ DEFAULT_RUN_CONFIG: dict[str, Any] = {
     "net-width": 128,
     "net-depth": 3,
     "net-norm": "instancenorm",
-    # HaBa distillation on the clients
+    # HaBa distillation on the clients: a haba_core recipe, then the keys below, then distill-overrides
+    "recipe": "modest",
     "objective": "dm",
-    "parameterization": "haba",
+    "parameterization": "",
     "ipc": 2,
     "hallucinators": 5,
     "iterations": 200,
@@ -87,7 +88,7 @@ DEFAULT_RUN_CONFIG: dict[str, Any] = {
 
 # Keys the server forwards to the clients in every instruction (the rest stays on the server).
 CLIENT_KEYS = ("mode", "dataset", "data-root", "train-limit", "test-limit", "partitioning", "alpha", "partition-seed", "seed", "device",
-               "num-threads", "network", "net-width", "net-depth", "net-norm", "objective", "parameterization",
+               "num-threads", "network", "net-width", "net-depth", "net-norm", "recipe", "objective", "parameterization",
                "ipc", "hallucinators", "iterations", "lr-bases", "batch-real", "hallucinator-depth",
                "hallucinator-channels", "hallucinator-activation", "hallucinator-padding", "hallucinator-init", "distill-overrides",
                "drop-empty-classes", "refine", "num-server-rounds", "local-epochs", "local-lr", "local-batch-size")
@@ -149,6 +150,7 @@ def check_run_config(cfg: Mapping[str, Any]) -> None:
     if not 0.0 <= cfg["fraction-evaluate"] <= 1.0:
         raise ConfigError("fraction-evaluate must be in [0, 1]")
     canonical_name(cfg["dataset"])
+    recipe(cfg["recipe"])  # UnknownNameError for a name that is not a recipe
 
 
 def client_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -157,9 +159,14 @@ def client_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def distill_config(cfg: Mapping[str, Any], seed: int | None = None) -> DistillConfig:
-    """The :class:`haba_core.DistillConfig` described by a run config (no ZCA in federated mode)."""
-    d: dict[str, Any] = {
-        "objective": cfg["objective"], "parameterization": cfg["parameterization"], "ipc": int(cfg["ipc"]),
+    """The :class:`haba_core.DistillConfig` described by a run config (no ZCA in federated mode).
+
+    Layers: the ``recipe`` (``modest`` by default, ``paper``), then the explicit keys (``parameterization``
+    ``""`` keeps the recipe's), then ``distill-overrides``.
+    """
+    d: dict[str, Any] = recipe(cfg["recipe"])
+    _deep_update(d, {
+        "objective": cfg["objective"], "ipc": int(cfg["ipc"]),
         "hallucinators": int(cfg["hallucinators"]), "iterations": int(cfg["iterations"]),
         "network": cfg["network"], "net_width": int(cfg["net-width"]), "net_depth": int(cfg["net-depth"]),
         "net_norm": cfg["net-norm"], "zca": False, "device": cfg["device"],
@@ -169,7 +176,9 @@ def distill_config(cfg: Mapping[str, Any], seed: int | None = None) -> DistillCo
                          "activation": cfg["hallucinator-activation"], "padding": cfg["hallucinator-padding"],
                          "init": cfg["hallucinator-init"]},
         "dm": {"batch_real": int(cfg["batch-real"])},
-    }
+    })
+    if cfg["parameterization"]:
+        d["parameterization"] = cfg["parameterization"]
     if cfg["lr-bases"] and float(cfg["lr-bases"]) > 0:
         d["lr_bases"] = float(cfg["lr-bases"])
     if cfg.get("distill-overrides"):

@@ -55,6 +55,8 @@ def test_runs_both_methods_and_writes_results(tmp_path, capsys):
     ["--rounds", "0"],
     ["--clients", "abc"],
     ["--set", "no-such-key=1"],
+    ["--set", "recipe=turbo"],
+    ["--recipe", "turbo"],
 ])
 def test_bad_input_is_one_line_exit_2(argv, tmp_path, capsys):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
