@@ -67,6 +67,10 @@ VARIANTS: dict[str, dict] = {
     "modest-adam3": dict(parameterization="idc-haba", hallucinator=HallucinatorConfig(init="pca", affine_stride=2),
                          lambda_cos=0.0, lambda_con=0.0, lambda_task=0.0,
                          hallucinator_optimizer="adam", lr_hallucinators=1e-3),
+    # modest composing one hallucination per basis per step (a step costs a plain step; for MTT's unrolled steps)
+    "modest-fast": dict(parameterization="idc-haba", hallucinator=HallucinatorConfig(init="pca", affine_stride=2),
+                        lambda_cos=0.0, lambda_con=0.0, lambda_task=0.0, hallucinator_optimizer="adam",
+                        lr_hallucinators=1e-4, hallucinators_per_step=1, hallucinator_pairing="per_basis"),
     "haba-match": dict(hallucinator=HallucinatorConfig(init="pca", match_stats=True)),  # paper + scale anchor
     "haba-default": dict(),  # whatever DistillConfig() defaults to
 }
