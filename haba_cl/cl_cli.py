@@ -97,10 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hallucinators", type=int, default=None, help="most hallucinators per experience (default 5)")
     p.add_argument("--hallucinator-share", type=float, default=0.2,
                    help="largest fraction of the memory hallucinators may take")
-    p.add_argument("--recipe", choices=("paper", "modest"), default="modest",
+    p.add_argument("--recipe", choices=("paper", "modest"), default=None,
                    help="distillation starting point (haba_core recipes): modest (default; measured best at "
-                        "CPU-minutes budgets) or paper (the paper's settings); --distill-config and the flags below "
-                        "override it")
+                        "CPU-minutes budgets) or paper (the paper's settings; the default on split-digits, whose 8x8 "
+                        "images are too small to down-sample); --distill-config and the flags below override it")
     p.add_argument("--distill-config", default=None,
                    help="JSON file with DistillConfig fields (nested dicts allowed) for the per-experience "
                         "distillation; explicit flags override it")
@@ -120,6 +120,7 @@ def config_from_args(args: argparse.Namespace):
     from haba_core import ConfigError
 
     from .cl_runner import RunConfig
+    from .options import default_recipe
 
     distill: dict[str, Any] = {}
     if args.distill_config:
@@ -142,7 +143,8 @@ def config_from_args(args: argparse.Namespace):
                      source=args.source, strategies=args.strategies, mem_size=args.mem_size, seeds=args.seeds,
                      epochs=args.epochs, out=args.out, protocol=args.protocol, device=args.device, lr=args.lr,
                      batch_size=args.batch_size, batch_size_mem=args.batch_size_mem, model=args.model,
-                     net_width=args.net_width, net_depth=args.net_depth, recipe=args.recipe, distill=distill,
+                     net_width=args.net_width, net_depth=args.net_depth, recipe=args.recipe or default_recipe(args.benchmark),
+                     distill=distill,
                      hallucinator_share=args.hallucinator_share, train_per_class=args.train_per_class,
                      test_per_class=args.test_per_class, cache_dir=args.cache_dir,
                      protocol_epochs=args.protocol_epochs, save_memory=args.save_memory, verbose=args.verbose)

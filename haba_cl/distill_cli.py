@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Distil a dataset into bases + hallucinators (HaBa), evaluate it on the test split, and "
                     "compare it with plain synthetic images at the same storage. With no arguments: the "
                     "embedded 8x8 digits, DM, HaBa vs plain at IPC 3 (about two minutes on 2 CPU cores).",
-        epilog="Settings are layered: built-in defaults < --config file < --set KEY=VALUE < flags. Defaults "
+        epilog="Settings are layered: built-in defaults < --recipe < --config file < --set KEY=VALUE < flags. Defaults "
                f"marked 'digits:' apply to the digits dataset (quick start: iterations {q['iterations']}, "
                f"net width {q['net_width']}, identity-initialised hallucinators with lr 0.01, {q['threads']} "
                "thread); other datasets start from the literature defaults shown second. "
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--recipe", choices=sorted(RECIPES),
                    help="starting point below --config/--set/flags: 'paper' (the paper's settings) or 'modest' "
                         "(measured best at CPU-minutes budgets: down-sampled bases, no adversary, Adam for hallucinators; BENCHMARKS.md) "
-                        "(default: paper)")
+                        "(default: the config file's recipe key — the presets say paper —, else modest; paper on digits)")
     g.add_argument("--config", metavar="FILE|PRESET",
                    help="TOML file or preset name (see --list-presets) (default: none)")
     g.add_argument("--set", action="append", metavar="KEY=VALUE",
@@ -84,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--method", choices=["dc", "dsa", "dm", "mtt"],
                    help=f"distillation objective {_default(_D.objective)}")
     g.add_argument("--param", choices=["haba", "plain", "idc", "idc-haba"],
-                   help=f"parameterization of the synthetic set {_default(_D.parameterization)}")
+                   help="parameterization of the synthetic set (default: the recipe's: idc-haba for modest, haba for "
+                        "paper)")
     b = g.add_mutually_exclusive_group()
     b.add_argument("--ipc", type=int, help=f"storage budget in images per class {_by_dataset(q['ipc'], _D.ipc)}")
     b.add_argument("--bpc", type=int, help="explicit bases per class instead of an IPC budget (default: none)")
@@ -98,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr-bases", type=float,
                    help="learning rate of the bases (default: per objective: dc/dsa 0.1, dm 1, mtt 100)")
     g.add_argument("--lr-hallucinators", type=float, help="learning rate of the hallucinators "
-                   + _by_dataset(q["lr_hallucinators"], "the bases learning rate"))
+                   + _by_dataset(q["lr_hallucinators"], "modest: 1e-4 (Adam); paper: the bases learning rate"))
     g.add_argument("--zca", action=argparse.BooleanOptionalAction,
                    help=f"ZCA-whiten the data {_default(str(_D.zca).lower())}")
     g.add_argument("--network", help=f"distillation network {_default(_D.network)}")
@@ -335,6 +336,7 @@ def run(args: argparse.Namespace, argv: list[str], flag: StopFlag, holder: dict[
     eval_cfg = resolved.eval_config()
     run_info = {k: v for k, v in resolved.as_dict()["run"].items()}
     run_info["config_file"] = resolved.config_file
+    run_info["recipe"] = resolved.recipe
 
     label = _label(cfg)
     what = (f"{plan.bpc} bases per class + {plan.num_hallucinators} hallucinators" if plan.num_hallucinators

@@ -51,9 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("inprocess", "ray"), default="inprocess",
                    help="inprocess (default, no Ray) or ray (flwr.simulation.run_simulation)")
     g = p.add_argument_group("HaBa clients")
-    g.add_argument("--recipe", choices=("modest", "paper"), default="modest",
+    g.add_argument("--recipe", choices=("modest", "paper"), default=None,
                    help="client distillation starting point (haba_core recipes): modest (default; measured best at "
-                        "CPU-minutes budgets) or paper (the paper's settings)")
+                        "CPU-minutes budgets) or paper (the paper's settings; the default on the 8x8 digits)")
     g.add_argument("--objective", default="dm", help="distillation objective (default dm)")
     g.add_argument("--ipc", type=int, default=2, help="budget in images per class per client (default 2)")
     g.add_argument("--hallucinators", type=int, default=5, help="hallucinators per client (default 5)")
@@ -85,12 +85,14 @@ def _parse_value(text: str) -> Any:
 
 
 def run_config_overrides(args: argparse.Namespace, mode: str) -> dict[str, Any]:
+    from .options import default_recipe
+
     rounds = args.rounds if mode == "haba" else (args.fedavg_rounds or args.rounds)
     ov: dict[str, Any] = {
         "mode": mode, "dataset": args.dataset, "data-root": args.data_root, "partitioning": args.partition,
         "alpha": args.alpha, "num-server-rounds": rounds, "min-clients": args.min_clients,
         "min-available-clients": args.clients, "fraction-evaluate": args.fraction_evaluate,
-        "recipe": args.recipe, "objective": args.objective, "ipc": args.ipc, "hallucinators": args.hallucinators,
+        "recipe": args.recipe or default_recipe(args.dataset), "objective": args.objective, "ipc": args.ipc, "hallucinators": args.hallucinators,
         "iterations": args.iterations, "server-epochs": args.server_epochs, "server-lr": args.server_lr,
         "local-epochs": args.local_epochs, "local-lr": args.local_lr, "local-batch-size": args.local_batch_size,
         "net-width": args.net_width, "net-depth": args.net_depth, "seed": args.seed, "device": args.device,

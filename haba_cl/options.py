@@ -1,8 +1,10 @@
-"""Settings of a ``haba-distill`` run: built-in defaults < TOML file < ``--set`` < command-line flags.
+"""Settings of a ``haba-distill`` run: built-in defaults < recipe < TOML file < ``--set`` < command-line flags.
 
 A configuration is a nested dict whose keys are :class:`haba_core.DistillConfig` fields (nested tables
 ``hallucinator``, ``dm``, ``dc``, ``mtt``) plus the run-level keys of :class:`RunSettings` (dataset,
-data root, evaluation, output). It is checked key by key — an unknown key or a value of the wrong type
+data root, evaluation, output). The recipe (a :data:`haba_core.RECIPES` name) comes from ``--recipe``, else
+the file's top-level ``recipe`` key (the shipped presets say ``"paper"``), else :func:`default_recipe`
+(``modest``; ``paper`` on the 8×8 digits). It is checked key by key — an unknown key or a value of the wrong type
 raises :class:`haba_core.ConfigError` naming the key and where it came from — and then turned into a
 ``DistillConfig`` and an ``EvalConfig``. The argparse namespace never reaches ``haba_core``.
 """
@@ -16,7 +18,7 @@ from dataclasses import asdict, dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from haba_core import ConfigError, DistillConfig, EvalConfig
+from haba_core import RECIPES, ConfigError, DistillConfig, EvalConfig
 from haba_core import recipe as recipe_settings
 
 from .cli_errors import _toml
@@ -24,6 +26,22 @@ from .presets import resolve_config
 
 # Keys a preset may carry for documentation only.
 DOC_KEYS = ("description",)
+
+# The recipe a run starts from when neither --recipe nor the configuration file names one: the combination
+# measured best at CPU-minutes budgets (BENCHMARKS.md, "10 minutes per run": ahead of plain distillation at
+# equal bytes in all 8 DM/DC × MNIST/CIFAR-10 × IPC-2/11 cells). ``paper`` reproduces the paper's settings.
+DEFAULT_RECIPE = "modest"
+# ... except on the embedded 8×8 digits, where modest's 2× down-sampled bases are 4×4 pixels: there it scored
+# 56-62 % against 75-81 % for the paper recipe with the quick-start profile below (IPC 3, 300 DM iterations,
+# seeds 0-2, 5 evaluation runs; docs/cli.md).
+SMALL_IMAGE_DATASETS = ("digits",)
+
+
+def default_recipe(dataset: str | None) -> str:
+    """The recipe a run on ``dataset`` starts from when none is named: ``paper`` for the 8×8 digits, else
+    :data:`DEFAULT_RECIPE`."""
+    name = str(dataset or "").strip().lower()
+    return "paper" if name in SMALL_IMAGE_DATASETS or name == "split-digits" else DEFAULT_RECIPE
 
 
 @dataclass
@@ -210,6 +228,7 @@ class ResolvedRun:
     settings: RunSettings
     config_file: str | None
     merged: dict[str, Any]
+    recipe: str = DEFAULT_RECIPE  # the recipe layer the run started from
 
     def eval_config(self) -> EvalConfig:
         d, s = self.distill, self.settings
@@ -219,7 +238,15 @@ class ResolvedRun:
 
     def as_dict(self) -> dict[str, Any]:
         return {"distill": self.distill.to_dict(), "run": asdict(self.settings), "eval": asdict(self.eval_config()),
-                "config_file": self.config_file}
+                "config_file": self.config_file, "recipe": self.recipe}
+
+
+def file_recipe(data: dict[str, Any], source: str) -> str | None:
+    """Remove and return the ``recipe`` key of a configuration file (``None`` if it has none)."""
+    value = data.pop("recipe", None)
+    if value is not None and (not isinstance(value, str) or value not in RECIPES):
+        raise ConfigError(f"{source}: recipe must be one of {', '.join(sorted(RECIPES))}, got {value!r}")
+    return value
 
 
 def resolve(config: str | None, assignments: list[str] | None, flags: dict[str, Any],
@@ -227,22 +254,25 @@ def resolve(config: str | None, assignments: list[str] | None, flags: dict[str, 
     """Merge defaults, a named ``recipe``, the ``config`` file (path or preset name), ``--set`` items and
     ``flags`` (later layers win).
 
-    ``flags`` holds only the options given on the command line, keyed like the TOML file
-    (``{"objective": "dm", "mtt": {"buffer": "..."}}``).
+    ``recipe`` ``None`` means the file's ``recipe`` key, else :func:`default_recipe` of the dataset. ``flags`` holds only
+    the options given on the command line, keyed like the TOML file (``{"objective": "dm", "mtt": {...}}``).
     """
     layers: list[dict[str, Any]] = []
     config_file = None
-    if recipe:
-        layers.append(check_layer(recipe_settings(recipe), f"recipe {recipe}"))
     if config:
         path = resolve_config(config)
         config_file = str(path)
-        layers.append(check_layer(load_toml(path), str(path)))
+        data = load_toml(path)
+        in_file = file_recipe(data, str(path))  # removed from the file's layer even when --recipe wins
+        recipe = recipe or in_file
+        layers.append(check_layer(data, str(path)))
     layers.append(check_layer(parse_assignments(assignments), "--set"))
     layers.append(check_layer(flags, "command line"))
     dataset = "digits"
     for layer in layers:
         dataset = layer.get("dataset", dataset)
+    recipe = recipe or default_recipe(dataset)
+    layers.insert(0, check_layer(recipe_settings(recipe), f"recipe {recipe}"))
     merged: dict[str, Any] = check_layer(profile_for(dataset), "built-in defaults")
     for layer in layers:
         merged = deep_merge(merged, layer)
@@ -256,4 +286,4 @@ def resolve(config: str | None, assignments: list[str] | None, flags: dict[str, 
         raise ConfigError("eval_runs must be >= 1 and eval_epochs >= 0")
     if settings.threads is not None and settings.threads < 1:
         raise ConfigError("threads must be >= 1")
-    return ResolvedRun(distill_cfg, settings, config_file, merged)
+    return ResolvedRun(distill_cfg, settings, config_file, merged, recipe)

@@ -130,3 +130,14 @@ def test_modest_recipe_layers_under_the_distill_config(tmp_path, capsys):
     assert (h["init"], h["affine_stride"], h["depth"]) == ("pca", 2, 1)  # nested keys merge
     run = res["runs"][0]
     assert all(b is not None and b <= 60 * 64 * 4 for b in run["memory_bytes"])  # 60 digits images of 8×8 float32
+
+
+def test_default_recipe_is_modest_except_on_the_8x8_digits():
+    from haba_cl.cl_cli import build_parser, config_from_args
+
+    def recipe_of(*argv):
+        return config_from_args(build_parser().parse_args(list(argv))).recipe
+
+    assert recipe_of("--benchmark", "split-mnist") == "modest"
+    assert recipe_of("--benchmark", "split-digits") == "paper"
+    assert recipe_of("--benchmark", "split-digits", "--recipe", "modest") == "modest"

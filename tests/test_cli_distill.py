@@ -59,6 +59,7 @@ def test_metrics_json_has_documented_keys(default_run):
     assert {"distill_s", "eval_s", "total_s"} <= set(metrics["timings"])
     assert {"distill", "eval", "run"} <= set(metrics["config"])
     assert metrics["config"]["distill"]["iterations"] == 3
+    assert metrics["config"]["run"]["recipe"] == "paper"  # the digits default
     assert metrics["config"]["distill"]["checkpoint_dir"].endswith("checkpoint")
     base = metrics["baseline"]
     assert base["parameterization"] == "plain" and METRIC_KEYS - {"baseline"} <= set(base)

@@ -74,3 +74,14 @@ def test_console_script_error_has_no_traceback(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "Traceback" not in proc.stderr
     assert "alpha" in proc.stderr
+
+
+def test_default_recipe_is_modest_except_on_the_8x8_digits():
+    from haba_cl.fl_cli import build_parser, run_config_overrides
+
+    def recipe_of(*argv):
+        return run_config_overrides(build_parser().parse_args(list(argv)), "haba")["recipe"]
+
+    assert recipe_of("--dataset", "mnist") == "modest"
+    assert recipe_of("--dataset", "digits") == "paper"
+    assert recipe_of("--dataset", "digits", "--recipe", "modest") == "modest"

@@ -29,6 +29,8 @@ def test_every_preset_parses_and_plans(name):
     dataset, ipc, method = name.rsplit("-", 2)
     assert s.dataset == dataset and cfg.objective == method and s.description
     assert cfg.parameterization == "haba" and cfg.hallucinators == 5 and cfg.budget_rule == "paper"
+    assert run.recipe == "paper"  # presets pin the paper's recipe below them, not the toolkit's default
+    assert cfg.hallucinator_optimizer == "sgd" and cfg.hallucinator.affine_stride == 1
     assert (cfg.lambda_dd, cfg.lambda_cos, cfg.lambda_con, cfg.lambda_task) == (1.0, 0.1, 0.1, 1.0)
     assert s.eval_epochs == 1000 and s.eval_dsa
     shape, classes = SHAPES[dataset]
@@ -83,8 +85,9 @@ def test_custom_toml_by_path(tmp_path):
     assert (run.distill.objective, run.distill.parameterization, run.distill.ipc) == ("dc", "idc-haba", 4)
     assert run.distill.hallucinator.depth == 2 and run.distill.dc.outer_loop == 2
     assert run.settings.eval_epochs == 20
-    # the digits quick-start defaults fill what the file leaves out
+    # the digits quick-start defaults fill what the file leaves out (digits start from the paper recipe)
     assert run.distill.net_width == 32 and run.settings.threads == 1 and run.distill.lr_hallucinators == 0.01
+    assert run.recipe == "paper"
 
 
 def test_defaults_depend_on_dataset():
@@ -125,3 +128,35 @@ def test_recipe_layer_sits_below_config_set_and_flags(tmp_path):
 def test_unknown_recipe_is_a_usage_error(capsys):
     ran = run_main(main, ["--recipe", "turbo"])
     assert ran.code == 2 and "invalid choice" in ran.err
+
+
+def test_default_recipe_is_modest_and_a_file_may_name_another(tmp_path):
+    from haba_cl.options import DEFAULT_RECIPE
+    from haba_core import recipe_config
+
+    assert DEFAULT_RECIPE == "modest"
+    digits = resolve(None, None, {})  # 8×8 images: too small for modest's down-sampled bases
+    assert digits.recipe == "paper" and digits.distill.parameterization == "haba"
+    assert digits.distill.hallucinator.init == "identity" and digits.distill.lr_hallucinators == 0.01
+    assert resolve(None, None, {}, recipe="modest").distill.parameterization == "idc-haba"
+    run = resolve(None, None, {"dataset": "cifar10", "ipc": 2})
+    modest = recipe_config("modest", ipc=2)
+    assert run.recipe == "modest" and run.as_dict()["recipe"] == "modest"
+    assert (run.distill.parameterization, run.distill.hallucinator_optimizer, run.distill.lr_hallucinators,
+            run.distill.hallucinator, run.distill.lambda_cos) == \
+        (modest.parameterization, "adam", 1e-4, modest.hallucinator, 0.0)
+    path = tmp_path / "paper.toml"
+    path.write_text('recipe = "paper"\ndataset = "cifar10"\nipc = 2\n')
+    paper = resolve(str(path), None, {})
+    assert paper.recipe == "paper" and paper.distill.parameterization == "haba"
+    assert paper.distill.hallucinator_optimizer == "sgd" and paper.distill.lambda_cos == 0.1
+    over = resolve(str(path), None, {}, recipe="modest")  # --recipe beats the file's key
+    assert over.recipe == "modest" and over.distill.parameterization == "idc-haba"
+
+
+@pytest.mark.parametrize("value", ['"turbo"', "3"])
+def test_bad_recipe_in_a_file_names_the_file(tmp_path, value):
+    path = tmp_path / "bad.toml"
+    path.write_text(f"recipe = {value}\n")
+    with pytest.raises(ConfigError, match=r"bad.toml: recipe must be one of modest, paper"):
+        resolve(str(path), None, {})
