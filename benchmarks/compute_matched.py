@@ -134,14 +134,17 @@ def main(argv=None) -> None:
     p.add_argument("--no-coreset", action="store_true")
     p.add_argument("--coresets", default="random,herding", help="coreset rows at the same IPC (random, herding)")
     p.add_argument("--tag", default="")
-    p.add_argument("--test-limit", type=int, default=None, help="evaluate on a seeded subset of the test set")
+    p.add_argument("--test-limit", type=int, default=None, help="evaluate on a seeded subset of the evaluation split")
+    p.add_argument("--split", default="val", choices=["val", "test"],
+                   help="evaluate on the validation split carved from train (model selection, default) or on the "
+                        "test split (final tables only)")
     args = p.parse_args(argv)
     configure_threads(args)
     if args.quick:
         args.dataset = "digits" if args.dataset == "mnist" else args.dataset
         args.time_budget, args.seeds, args.eval_epochs, args.eval_runs = 3.0, 1, 20, 1
         args.net_width, args.batch_real, args.snapshots = 16, 32, 2
-    train, test = load_pair(args.dataset, args.data_root, args.quick, args.test_limit)
+    train, test = load_pair(args.dataset, args.data_root, args.quick, args.test_limit, split=args.split)
     seeds = seed_list(args)
     rows = []
     for seed in seeds:
@@ -150,7 +153,8 @@ def main(argv=None) -> None:
         for name in [v for v in args.variants.split(",") if v]:  # "" = coreset rows only
             rows.append(run_variant(name, train, test, args, seed))
             print(f"{name} seed {seed}: {rows[-1]['acc']:.2f}% after {rows[-1]['iterations']} iterations", flush=True)
-    name = f"compute_matched_{args.dataset}_ipc{args.ipc}_{args.objective}{args.tag}{'_quick' if args.quick else ''}"
+    name = (f"compute_matched_{args.dataset}_ipc{args.ipc}_{args.objective}{args.tag}"
+            f"{'_val' if args.split == 'val' else ''}{'_quick' if args.quick else ''}")
     meta = {"machine": machine_info(resolve_device(args.device)), "command": command_line(), "args": vars(args)}
     write_results(name, rows, meta, args.out)
     # curves are documentation: full runs put them in docs/figures (committed), quick runs beside the JSON
@@ -164,7 +168,7 @@ def main(argv=None) -> None:
     if md is not None:
         m = meta["machine"]
         update_benchmarks_md(name, f"#### {args.dataset}, IPC-{args.ipc} equivalent, {args.objective}, "
-                                   f"{args.time_budget:.0f} s per run\n\n`{meta['command']}` — {m['date']}, {machine_line(m)}\n\n"
+                                   f"{args.time_budget:.0f} s per run, scored on the {args.split} split\n\n`{meta['command']}` — {m['date']}, {machine_line(m)}\n\n"
                                    f"{table}\n\n![accuracy vs time](docs/figures/{name}.png)\n", md)
 
 

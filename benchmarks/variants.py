@@ -78,6 +78,12 @@ VARIANTS: dict[str, dict] = {
 
 VARIANTS["modest-adam4"] = VARIANTS["modest"]  # its name in the screening that chose it
 
+# The nulls that tell whether learning the hallucinators helps (issue 14): the same recipe with the
+# hallucinators (convolutions and σ/μ) frozen at their initialisation — same bytes, same compute per step.
+FROZEN = {"lr_hallucinators": 0.0, "lr_affine": 0.0}
+for _name in ("modest", "haba-paper", "haba-pca", "modest-fast"):
+    VARIANTS[f"{_name}-frozen"] = {**VARIANTS[_name], **FROZEN}
+
 
 def variant_config(name: str, **overrides) -> DistillConfig:
     """``DistillConfig`` for a named variant with study-level ``overrides`` (objective, ipc, width, …)."""

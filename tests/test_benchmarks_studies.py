@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,12 +23,42 @@ def _run(args, tmp_path, timeout=420):
 @pytest.mark.timeout(480)
 def test_compute_matched_quick(tmp_path):
     _run(["-m", "benchmarks.compute_matched", "--quick", "--out", str(tmp_path)], tmp_path)
-    data = json.loads((tmp_path / "compute_matched_digits_ipc2_dm_quick.json").read_text())
+    data = json.loads((tmp_path / "compute_matched_digits_ipc2_dm_val_quick.json").read_text())
+    assert data["meta"]["args"]["split"] == "val"  # model selection never scores on the test split
     variants = {r["variant"] for r in data["rows"]}
     assert {"plain", "haba-pca", "random-coreset", "herding-coreset"} <= variants
     for r in data["rows"]:
         assert r["stored_bytes"] > 0 and r["ipc_equivalent"] <= 2.0
-    assert (tmp_path / "compute_matched_digits_ipc2_dm_quick.png").stat().st_size > 1000
+    assert (tmp_path / "compute_matched_digits_ipc2_dm_val_quick.png").stat().st_size > 1000
+
+
+def test_validation_split_is_fixed_balanced_and_disjoint():
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.datasets import load_pair, validation_split
+    from haba_core import load_dataset
+
+    full = load_dataset("digits")
+    train, val = load_pair("digits", ROOT, split="val")
+    again, val2 = load_pair("digits", ROOT, split="val")
+    assert len(train) + len(val) == len(full)
+    assert torch.equal(val.images, val2.images) and torch.equal(train.labels, again.labels)  # fixed split
+    assert torch.bincount(val.labels, minlength=10).tolist() == [30] * 10  # class-balanced
+    rows = {tuple(x.flatten().tolist()) for x in train.images}
+    assert sum(tuple(x.flatten().tolist()) in rows for x in val.images) <= 2  # disjoint (up to duplicate digits)
+    _, test = load_pair("digits", ROOT, split="test")
+    assert len(test) == len(load_dataset("digits", split="test"))
+    tr, va = validation_split(full, 5, seed=1)
+    assert len(va) == 50 and len(tr) == len(full) - 50
+
+
+def test_frozen_variants_freeze_only_the_hallucinators():
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.variants import variant_config
+
+    learned, frozen = variant_config("modest", ipc=2), variant_config("modest-frozen", ipc=2)
+    assert frozen.resolved_lr_hallucinators == 0.0 and frozen.lr_affine == 0.0
+    frozen.lr_hallucinators, frozen.lr_affine = learned.lr_hallucinators, learned.lr_affine
+    assert frozen == learned
 
 
 def test_federated_overrides_and_first_seed():
