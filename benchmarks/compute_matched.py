@@ -26,8 +26,10 @@ from .variants import variant_config
 
 
 def run_variant(name: str, train, test, args, seed: int) -> dict:
-    cfg = variant_config(name, objective=args.objective, ipc=args.ipc, iterations=10**9,
-                         time_limit_s=args.time_budget, net_width=args.net_width, seed=seed, device=args.device)
+    fixed = args.iterations is not None  # fixed iterations (robust to a shared machine's load) or fixed time
+    cfg = variant_config(name, objective=args.objective, ipc=args.ipc, iterations=args.iterations if fixed else 10**9,
+                         time_limit_s=None if fixed else args.time_budget, net_width=args.net_width, seed=seed,
+                         device=args.device)
     cfg.dm.batch_real = args.batch_real
     cfg.dc.batch_real = args.batch_real
     if args.objective == "mtt":
@@ -36,11 +38,12 @@ def run_variant(name: str, train, test, args, seed: int) -> dict:
         cfg.mtt.buffer = str(args.buffer)
         cfg.mtt.syn_steps, cfg.mtt.expert_epochs = args.mtt_syn_steps, args.mtt_expert_epochs
         cfg.mtt.max_start_epoch = args.mtt_max_start_epoch
-    marks = [args.time_budget * (k + 1) / args.snapshots for k in range(args.snapshots)]
+    total = args.iterations if fixed else args.time_budget
+    marks = [total * (k + 1) / args.snapshots for k in range(args.snapshots)]
     snaps: list[tuple[int, float, object]] = []
 
     def observe(done: int, spent: float, synth) -> None:
-        if len(snaps) < len(marks) - 1 and spent >= marks[len(snaps)]:
+        if len(snaps) < len(marks) - 1 and (done if fixed else spent) >= marks[len(snaps)]:
             snaps.append((done, spent, copy.deepcopy(synth)))
 
     t0 = time.perf_counter()
@@ -86,8 +89,9 @@ def summarise(rows: list[dict]) -> list[dict]:
         # one seed: spread over its evaluation runs; several: spread over the seeds' means
         m, s = mean_std([r["acc"] for r in rs] if len(rs) > 1 else list(rs[0]["acc_runs"]))
         it_m, _ = mean_std([r["iterations"] for r in rs])
+        sec_m, _ = mean_std([r["iterations"] * (r["iteration_s"] or 0.0) for r in rs])
         out.append({"variant": name, "accuracy": f"{m:.2f} ± {s:.2f}", "seeds": len(rs),
-                    "iterations": int(round(it_m)), "stored_bytes": rs[0]["stored_bytes"],
+                    "iterations": int(round(it_m)), "distill_s": round(sec_m, 1), "stored_bytes": rs[0]["stored_bytes"],
                     "ipc_equivalent": rs[0]["ipc_equivalent"], "bpc": rs[0]["bpc"], "H": rs[0]["hallucinators"]})
     return out
 
@@ -126,6 +130,8 @@ def main(argv=None) -> None:
     p.add_argument("--mtt-max-start-epoch", type=int, default=20)
     p.add_argument("--variants", default="plain,haba-paper,haba-pca")
     p.add_argument("--time-budget", type=float, default=600.0, help="distillation seconds per run")
+    p.add_argument("--iterations", type=int, default=None,
+                   help="fixed iterations per run instead of --time-budget (wall-clock is still reported)")
     p.add_argument("--snapshots", type=int, default=4)
     p.add_argument("--eval-epochs", type=int, default=300)
     p.add_argument("--eval-runs", type=int, default=3)
@@ -160,7 +166,7 @@ def main(argv=None) -> None:
     # curves are documentation: full runs put them in docs/figures (committed), quick runs beside the JSON
     png = (Path(args.out) if args.quick else REPO_ROOT / "docs" / "figures") / f"{name}.png"
     plot(rows, png, f"{args.dataset} IPC-{args.ipc} {args.objective}, {args.time_budget:.0f}s budget")
-    table = markdown_table(summarise(rows), ["variant", "accuracy", "seeds", "iterations", "stored_bytes",
+    table = markdown_table(summarise(rows), ["variant", "accuracy", "seeds", "iterations", "distill_s", "stored_bytes",
                                              "ipc_equivalent", "bpc", "H"])
     print(table)
     print(f"curves: {png}")

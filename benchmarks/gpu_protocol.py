@@ -180,13 +180,14 @@ def render(rows: list[dict], meta: dict) -> str:
                 if not accs:
                     errs = [r["error"] for r in mr if r["arch"] == a and "error" in r]
                     cells_txt.append("error" if errs else "")
-                elif len(accs) == 1:
+                elif len(accs) == 1:  # one seed: the spread of its evaluation runs, if several
                     runs = next(r["acc_runs"] for r in mr if r["arch"] == a and "acc" in r)
-                    sd = torch.tensor(runs).std(unbiased=False).item() if len(runs) > 1 else 0.0
-                    cells_txt.append(f"{accs[0]:.2f} ± {sd:.2f}" + (" (runs)" if len(runs) > 1 else " (1 run)"))
-                else:
+                    sd = torch.tensor(runs).std(unbiased=False).item() if len(runs) > 1 else None
+                    cells_txt.append(f"{accs[0]:.2f}" + (f" ± {sd:.2f} ({len(runs)} runs)" if sd is not None
+                                                         else " (1 run)"))
+                else:  # several seeds: mean ± std over the seeds' means
                     t = torch.tensor(accs)
-                    cells_txt.append(f"{t.mean():.2f} ± {t.std(unbiased=False):.2f}")
+                    cells_txt.append(f"**{t.mean():.2f} ± {t.std(unbiased=False):.2f}**")
             conv = [r for r in mr if r["arch"] == "ConvNet" and "acc" in r] or mr
             seeds = len({r["seed"] for r in conv})
             it = [r.get("iterations") for r in conv if r.get("iterations") is not None]
@@ -200,8 +201,10 @@ def render(rows: list[dict], meta: dict) -> str:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="CIFAR-10 ImageFolder (.tar.gz or directory)")
-    p.add_argument("--out", required=True, help="folder for gpu_protocol.json and gpu_protocol.md")
+    p.add_argument("--data", help="CIFAR-10 ImageFolder (.tar.gz or directory)")
+    p.add_argument("--out", help="folder for gpu_protocol.json and gpu_protocol.md")
+    p.add_argument("--render", nargs="+", metavar="JSON",
+                   help="print the combined table of earlier runs' gpu_protocol.json files (runs nothing)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--budget-s", type=float, default=420.0, help="wall-clock deadline for the whole protocol")
     p.add_argument("--reserve-s", type=float, default=15.0, help="stop starting new work this close to the deadline")
@@ -220,6 +223,8 @@ def parse_args(argv=None):
     p.add_argument("--first-seed", type=int, default=0, help="run DM seeds first..seeds-1 only (no MTT, no cross-arch)")
     p.add_argument("--smoke", action="store_true", help="tiny sizes for a CPU wiring check")
     args = p.parse_args(argv)
+    if not args.render and not (args.data and args.out):
+        p.error("--data and --out are required (or --render JSON...)")
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.smoke:
@@ -229,8 +234,21 @@ def parse_args(argv=None):
     return args
 
 
+def combine(paths: list[str]) -> tuple[list[dict], dict]:
+    """Rows of several runs (e.g. seed 0 in one call, seeds 1-2 in another) and the first run's header."""
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    meta = dict(runs[0]["meta"])
+    meta["command"] = " + ".join(r["meta"]["command"] for r in runs)
+    meta["elapsed_s"] = round(sum(r["meta"].get("elapsed_s", 0) for r in runs), 1)
+    meta["checks"] = [c for r in runs for c in r["meta"].get("checks", [])]
+    return [row for r in runs for row in r["rows"]], meta
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.render:
+        print(render(*combine(args.render)))
+        return 0
     if args.device == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True

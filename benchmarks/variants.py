@@ -78,10 +78,15 @@ VARIANTS: dict[str, dict] = {
 
 VARIANTS["modest-adam4"] = VARIANTS["modest"]  # its name in the screening that chose it
 
+# DM matching spread as well as means (M3D-style kernel term): gives the hallucinators' diversity a payoff
+VARIANTS["modest-mmd"] = {**VARIANTS["modest"], "dm": {"match": "mmd"}}
+VARIANTS["idc-mmd"] = {**VARIANTS["idc"], "dm": {"match": "mmd"}}
+VARIANTS["modest-mmd-h5"] = {**VARIANTS["modest"], "dm": {"match": "mmd"}, "hallucinators_per_step": 5}
+
 # The nulls that tell whether learning the hallucinators helps (issue 14): the same recipe with the
 # hallucinators (convolutions and σ/μ) frozen at their initialisation — same bytes, same compute per step.
 FROZEN = {"lr_hallucinators": 0.0, "lr_affine": 0.0}
-for _name in ("modest", "haba-paper", "haba-pca", "modest-fast"):
+for _name in ("modest", "haba-paper", "haba-pca", "modest-fast", "modest-mmd", "modest-mmd-h5"):
     VARIANTS[f"{_name}-frozen"] = {**VARIANTS[_name], **FROZEN}
 
 
