@@ -294,7 +294,7 @@ def run_server(grid: Grid, context: Context, overrides: Mapping[str, Any] | None
         result, strategy = run_fedavg(grid, cfg, test, central, ledger)
     else:
         check = None
-        if cfg["defence"] == "score":
+        if int(cfg["defence-check-per-class"]) > 0:  # held out whatever the defence, so accuracies compare
             check, rest = split_check(test, int(cfg["defence-check-per-class"]), int(cfg["seed"]))
             central = make_central_evaluate(cfg, rest)  # the check examples are not scored twice
         strategy = HabaStrategy(cfg, test, ledger, check)

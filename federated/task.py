@@ -82,8 +82,8 @@ DEFAULT_RUN_CONFIG: dict[str, Any] = {
     "server-batch-size": 256,
     "server-dsa": True,
     # robust aggregation (federated.defence): "score" drops clients whose sanity score on a server-side
-    # check set (defence-check-per-class test examples per class, not used for the central accuracy)
-    # is below defence-ratio x the round's median; "none" keeps every valid payload
+    # check set (defence-check-per-class test examples per class, held out of the central accuracy in
+    # HaBa mode whatever the defence; 0 = none) is below defence-ratio x the round's median
     "defence": "score",
     "defence-check-per-class": 10,
     "defence-ratio": 0.5,
@@ -158,8 +158,9 @@ def check_run_config(cfg: Mapping[str, Any]) -> None:
         raise ConfigError("fraction-evaluate must be in [0, 1]")
     if cfg["defence"] not in DEFENCES:
         raise ConfigError(f"unknown defence {cfg['defence']!r}; use score or none")
-    if cfg["defence-check-per-class"] < 1 or not 0.0 <= cfg["defence-ratio"] < 1.0:
-        raise ConfigError("defence-check-per-class must be >= 1 and defence-ratio in [0, 1)")
+    if cfg["defence-check-per-class"] < (1 if cfg["defence"] == "score" else 0) or not 0.0 <= cfg["defence-ratio"] < 1.0:
+        raise ConfigError("defence-check-per-class must be >= 1 with defence score (0 = no check set) and "
+                          "defence-ratio in [0, 1)")
     canonical_name(cfg["dataset"])
     recipe(cfg["recipe"])  # UnknownNameError for a name that is not a recipe
 
