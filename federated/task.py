@@ -118,8 +118,10 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
             return int(value)
         if isinstance(default, float):
             return float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"run config {key!r} must be a number, got {value!r}") from None
+    if isinstance(value, (Mapping, list)):  # e.g. distill-overrides given as a parsed JSON object
+        return json.dumps(value)
     return str(value)
 
 

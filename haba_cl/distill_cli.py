@@ -24,10 +24,12 @@ from haba_core.atomic import write_json
 from haba_core.runtime import resolve_device
 
 from . import images, report
+from .cli_parser import OneLineParser
 from .cli_errors import EXIT_INTERRUPTED, UsageError, handle_errors
 from .interrupt import StopFlag, sigint_handler
 from .options import QUICK_PROFILE, RunSettings, resolve
 from .outdir import RunDirectory, default_out_dir, has_checkpoint
+from .preflight import check_budget
 from .presets import describe_preset, list_presets
 from .progress import DistillProgress
 
@@ -48,7 +50,7 @@ def _by_dataset(quick: Any, other: Any) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     q = QUICK_PROFILE
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog=PROG, allow_abbrev=False,
         description="Distil a dataset into bases + hallucinators (HaBa), evaluate it on the test split, and "
                     "compare it with plain synthetic images at the same storage. With no arguments: the "
@@ -327,6 +329,7 @@ def run(args: argparse.Namespace, argv: list[str], flag: StopFlag, holder: dict[
                        basis_channels=cfg.basis_channels, downsample=cfg.downsample,
                        per_class_hallucinators=cfg.per_class_hallucinators, rule=cfg.budget_rule,
                        extra=1 if cfg.objective == "mtt" else 0)
+    check_budget(cfg, plan.bpc, plan.basis_shape, train)
     compare = settings.compare and cfg.parameterization in BASELINE_PARAM
 
     run_dir.prepare()

@@ -20,13 +20,12 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from .cli_parser import OneLineParser
+
 PROG = "haba-fl"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage + error)
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        raise SystemExit(2)
+_Parser = OneLineParser  # one line + a hint to --help, exit 2 (shared by every command)
 
 
 class UsageError(Exception):
