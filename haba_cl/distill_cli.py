@@ -319,6 +319,8 @@ def run(args: argparse.Namespace, argv: list[str], flag: StopFlag, holder: dict[
     resolve_device(cfg.device)
     out = Path(args.out or settings.out or default_out_dir("haba-distill", settings.dataset))
     run_dir = RunDirectory(out, resume=args.resume, overwrite=args.overwrite).check()
+    if run_dir.notes:
+        print(f"{PROG}: " + "; ".join(run_dir.notes), file=sys.stderr, flush=True)  # even with --quiet
 
     train = load_dataset(settings.dataset, root=settings.data_root, split="train")
     test = load_dataset(settings.dataset, root=settings.data_root, split="test")
@@ -360,9 +362,9 @@ def run(args: argparse.Namespace, argv: list[str], flag: StopFlag, holder: dict[
         base = base_metrics = None
         if compare:
             base_dir_name = BASELINE_DIR[cfg.parameterization]
-            base_cfg = _baseline_config(cfg, result, (out / base_dir_name / "checkpoint").absolute())
+            base_cfg = _baseline_config(cfg, result, (run_dir.work / base_dir_name / "checkpoint").absolute())
             base_label = _label(base_cfg)
-            (out / base_dir_name).mkdir(exist_ok=True)
+            (run_dir.work / base_dir_name).mkdir(exist_ok=True)
             base, bd_s = _distill_one(train, base_cfg, pre, flag, args.resume, base_label, con, args.quiet)
             base_ev, be_s = _evaluate(base, test, eval_cfg, base_label, con)
             base_metrics = _metrics(base_label, base, base_ev, base_cfg, eval_cfg, run_info, out / base_dir_name,

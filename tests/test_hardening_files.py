@@ -165,3 +165,70 @@ def test_decompression_bomb_is_a_format_error(tmp_path, monkeypatch):
     _folder(tmp_path / "bomb", ["a", "b"], big=(64, 64))
     with pytest.raises(FormatError, match="big.png: refused to decode"):
         load_dataset(f"imagefolder:{tmp_path / 'bomb'}", root=str(tmp_path / "cache"), split="train")
+
+
+# ---------------------------------------------------------------------------------------------- crash windows
+def _tree(path, files):
+    path.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (path / name).write_text(text)
+
+
+def test_recover_dir_finishes_an_interrupted_swap(tmp_path):
+    from haba_core.atomic import COMPLETE, recover_dir
+
+    out = tmp_path / "OUT"
+    _tree(tmp_path / ".OUT.ab12.tmp", {"new.txt": "new", COMPLETE: ""})  # finished, not yet swapped in
+    _tree(tmp_path / ".OUT.old", {"old.txt": "old"})
+    notes = recover_dir(out)
+    assert (out / "new.txt").read_text() == "new" and not (out / COMPLETE).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["OUT"] and len(notes) == 2
+
+
+def test_recover_dir_restores_the_old_result_and_drops_unfinished_ones(tmp_path):
+    from haba_core.atomic import recover_dir
+
+    out = tmp_path / "OUT"
+    out.mkdir()  # empty: the first rename happened, the second did not
+    _tree(tmp_path / ".OUT.cd34.tmp", {"half.txt": "x"})  # no completion marker
+    _tree(tmp_path / ".OUT.old", {"old.txt": "old"})
+    recover_dir(out)
+    assert (out / "old.txt").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["OUT"]
+    assert recover_dir(out) == []  # nothing left to do
+
+
+def test_atomic_dir_replaces_in_one_step_and_leaves_nothing_behind(tmp_path):
+    from haba_core.atomic import atomic_dir
+
+    out = tmp_path / "OUT"
+    for text in ("first", "second"):
+        with atomic_dir(out) as tmp:
+            (tmp / "r.txt").write_text(text)
+    assert (out / "r.txt").read_text() == "second" and sorted(p.name for p in tmp_path.iterdir()) == ["OUT"]
+    assert sorted(p.name for p in out.iterdir()) == ["r.txt"]
+
+
+def test_resume_after_a_crash_between_the_two_renames(tmp_path):
+    from haba_cl.distill_cli import main
+
+    out = tmp_path / "OUT"
+    argv = [*QUIET, "--dataset", "digits", "--no-compare", "--out", str(out)]
+    assert run_main(main, argv).code == 0
+    before = (out / "factorized.safetensors").read_bytes()
+    out.rename(tmp_path / ".OUT.old")  # killed after "OUT -> .OUT.old", before "tmp -> OUT"
+    ran = run_main(main, [*argv, "--resume"])
+    assert ran.code == 0, ran.err
+    assert "recovered" in ran.err and (out / "factorized.safetensors").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["OUT"]
+
+
+def test_overwrite_keeps_the_old_result_until_the_new_one_is_complete(tmp_path):
+    from haba_cl.distill_cli import main
+
+    out = tmp_path / "OUT"
+    _tree(out, {"old.txt": "old"})
+    ran = run_main(main, [*QUIET, "--dataset", "digits", "--no-compare", "--out", str(out), "--overwrite",
+                          "--lr-bases", "1e30"])  # diverges: the new run never completes
+    assert ran.code == 2
+    assert (out / "old.txt").read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["OUT"]
