@@ -33,13 +33,14 @@ class CheckSet:
 
 
 def split_check(test: ImageDataset, per_class: int, seed: int) -> tuple[ImageDataset, ImageDataset]:
-    """``(check, rest)``: up to ``per_class`` seeded examples of each class, and the remaining test examples."""
+    """``(check, rest)``: up to ``per_class`` seeded examples of each class (never more than half of a
+    class, so the central evaluation keeps examples of every class), and the remaining test examples."""
     rng = np.random.default_rng(seed)
     labels = test.labels.numpy()
     pick = []
     for c in range(test.num_classes):
         idx = np.flatnonzero(labels == c)
-        pick.extend(rng.permutation(idx)[:per_class].tolist())
+        pick.extend(rng.permutation(idx)[:min(per_class, len(idx) // 2)].tolist())
     mask = np.zeros(len(labels), dtype=bool)
     mask[pick] = True
     check = torch.from_numpy(np.flatnonzero(mask))

@@ -157,7 +157,9 @@ class HabaStrategy(Strategy):
             return None, MetricRecord({"valid-clients": len(fresh), "rejected-clients": len(info["rejected"])})
         self.parts.update(fresh)
         collection = FactorizedCollection(list(self.parts.values())).to(self.device)
-        lr = float(self.cfg["server-lr"]) or (collection.learned_lr or 0.01)
+        learned = sorted(p.learned_lr for p in self.parts.values() if p.learned_lr is not None)
+        # the median, not the mean: one client cannot pull the server's learning rate to the edge of the range
+        lr = float(self.cfg["server-lr"]) or (learned[len(learned) // 2] if learned else 0.01)
         ecfg = EvalConfig(epochs=int(self.cfg["server-epochs"]), batch_size=int(self.cfg["server-batch-size"]),
                           dsa=bool(self.cfg["server-dsa"]), lr=lr, device=str(self.device))
         t0 = time.perf_counter()

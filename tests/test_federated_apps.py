@@ -267,3 +267,14 @@ def test_fedavg_rejects_a_poisoned_model_upload():
     r1 = results["rounds"][0]
     assert results["status"] == "ok" and r1["clients_valid"] == 2
     assert [x["kind"] for x in r1["rejected"]] == ["invalid-reply"]
+
+
+def test_the_check_set_never_takes_more_than_half_of_a_class():
+    from federated.defence import split_check
+
+    test = load_split("digits", "", "test")
+    small = test.subset(torch.arange(30))
+    check, rest = split_check(small, 10, 0)
+    assert len(check) + len(rest) == 30 and len(rest) >= 15
+    counts = torch.bincount(check.labels, minlength=10)
+    assert all(int(counts[c]) <= int((small.labels == c).sum()) // 2 for c in range(10))
