@@ -23,7 +23,7 @@ import torch
 from flwr.app import Array
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from federated.payload import ARRAYS_KEY, META_KEY, PayloadRejected, decode_payload, encode_payload, \
@@ -41,7 +41,7 @@ JSON = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=12)
 NUMBERS = (st.integers(min_value=-2**70, max_value=2**70) | st.floats(allow_nan=True, allow_infinity=True)
-           | st.lists(st.floats(allow_nan=True) | st.integers(min_value=-10, max_value=10), max_size=3))
+           | st.lists(st.floats(allow_nan=True), max_size=3) | st.lists(st.integers(-10, 10), max_size=3))
 DTYPES = st.sampled_from(["float32", "float64", "float16", "int64", "int32", "uint8", "bool"])
 
 
@@ -99,7 +99,10 @@ def test_payload_decoder_accepts_or_rejects_never_crashes(mutations):
         elif kind == "meta-raw":
             content.config_records[META_KEY]["json"] = value
         elif kind == "metric":
-            content.metric_records["metrics"][key] = value
+            try:
+                content.metric_records["metrics"][key] = value
+            except (TypeError, ValueError):  # Flower itself cannot carry it: it never reaches a server
+                assume(False)
         else:
             content.array_records[ARRAYS_KEY][key] = _array(*value)
     try:

@@ -132,6 +132,14 @@ def test_every_cli_reports_argparse_errors_in_one_line_with_a_help_hint(module):
     assert len(lines) == 1 and "error:" in lines[0] and "--help" in lines[0], ran.err
 
 
+def test_fl_refuses_an_ipc_larger_than_the_data(tmp_path):
+    from haba_cl.fl_cli import main
+
+    out = tmp_path / "fl"
+    assert_clean_error(run_main(main, ["--ipc", "1000000000", "--out", str(out)]), "--ipc")
+    assert not out.exists()
+
+
 def test_fl_set_accepts_a_json_object_for_distill_overrides():
     from federated.task import distill_config, resolve_run_config
     from haba_cl.fl_cli import build_parser, run_config_overrides
