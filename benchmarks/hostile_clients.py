@@ -11,10 +11,14 @@ round), IID and Dirichlet α = 0.5 partitions. Honest payloads are distilled onc
   shifted by 5), ``scaled`` (bases scaled until the composed images sit just under the allowed range),
   ``noise`` (bases replaced by uniform noise over the data's value range).
 
+Reference ``absent``: the same ``k`` clients send no payload (a client error), i.e. the accuracy the
+server can reach from the honest clients alone — with non-IID partitions, losing a client's data costs
+accuracy whatever the defence.
+
 Each condition runs the real ServerApp in process (:func:`federated.server_app.run_server`) with
 ``defence = none`` and ``defence = score``; the central accuracy is on the same held-out test examples
 in both (the check set is removed either way). Reports accuracy (mean ± std over seeds), the gap to
-the all-honest run, and how many hostile / honest clients were dropped.
+the all-honest run and to ``absent``, and how many hostile / honest clients were dropped.
 
     python -m benchmarks.hostile_clients --quick     # ~1 min: tiny settings, IID, 1 hostile client
     nice python -m benchmarks.hostile_clients        # full study (~10 CPU-minutes with --seeds 2)
@@ -49,10 +53,11 @@ from haba_cl.fl_runner import InProcessGrid, set_task_identity
 
 ISSUE_ATTACKS = ("nan-metrics", "huge-hallucinator", "huge-bases", "lr-in-dm", "big-meta")
 VALID_ATTACKS = ("flip", "scaled", "noise")
-FULL = {"clients": 10, "hostile": [1, 3], "partitions": ["iid", "dirichlet"], "attacks": ISSUE_ATTACKS + VALID_ATTACKS,
+FULL = {"clients": 10, "hostile": [1, 3], "partitions": ["iid", "dirichlet"],
+        "attacks": ("absent",) + ISSUE_ATTACKS + VALID_ATTACKS,
         "run": {"dataset": "digits", "iterations": 100, "net-width": 32, "net-depth": 2, "batch-real": 64, "ipc": 2,
                 "hallucinators": 2, "server-epochs": 60, "fraction-evaluate": 0.0, "alpha": 0.5}}
-QUICK = {"clients": 10, "hostile": [1], "partitions": ["iid"], "attacks": ("huge-bases",) + VALID_ATTACKS,
+QUICK = {"clients": 10, "hostile": [1], "partitions": ["iid"], "attacks": ("absent", "huge-bases") + VALID_ATTACKS,
          "run": {"dataset": "digits", "iterations": 5, "net-width": 16, "net-depth": 2, "batch-real": 32, "ipc": 2,
                  "hallucinators": 2, "server-epochs": 10, "fraction-evaluate": 0.0, "alpha": 0.5}}
 
@@ -130,6 +135,8 @@ class ReplayClients:
         if pid not in self.honest:
             self.honest[pid] = _copy(haba_train(msg, context).content)
         content = self.honest[pid]
+        if self.hostile.get(pid) == "absent":
+            raise RuntimeError("absent: this client sends nothing")
         if pid in self.hostile:
             content = attack(content, self.hostile[pid], self.cfg, self.rng)
         return Message(_copy(content), reply_to=msg)
@@ -172,9 +179,11 @@ def study(settings: dict, seeds: list[int], device: str, threads: int) -> list[d
     for (partition, attack_name, k, defence), outs in raw.items():
         accs = [o["accuracy"] if o["accuracy"] is not None else 0.0 for o in outs]
         honest = [o["accuracy"] or 0.0 for o in raw[(partition, "none", 0, defence)]]
+        absent = [o["accuracy"] or 0.0 for o in raw.get((partition, "absent", k, defence), [])]
         rows.append({"partition": partition, "attack": attack_name, "hostile": k, "defence": defence,
                      **summarize(accs, digits=2),
                      "gap_to_honest": float(np.mean(accs) - np.mean(honest)),
+                     "gap_to_absent": float(np.mean(accs) - np.mean(absent)) if absent else None,
                      "hostile_dropped": float(np.mean([o["hostile_dropped"] for o in outs])),
                      "honest_dropped": float(np.mean([o["honest_dropped"] for o in outs])),
                      "failed_runs": sum(o["status"] != "ok" for o in outs),
@@ -201,9 +210,11 @@ def main(argv: list[str] | None = None) -> int:
     path = write_results("hostile_clients", rows, meta, args.out)
     for r in rows:
         r["gap_h"] = f"{r['gap_to_honest']:+.2f}"
+        r["absent_h"] = "–" if r["gap_to_absent"] is None else f"{r['gap_to_absent']:+.2f}"
         r["dropped_h"] = f"{r['hostile_dropped']:g} / {r['honest_dropped']:g}"
     cols = [("partition", "partition"), ("attack", "attack"), ("hostile", "hostile of 10"), ("defence", "defence"),
-            ("value", "accuracy %"), ("gap_h", "vs all-honest"), ("dropped_h", "dropped hostile / honest"),
+            ("value", "accuracy %"), ("gap_h", "vs all-honest"), ("absent_h", "vs hostile absent"),
+            ("dropped_h", "dropped hostile / honest"),
             ("kinds", "rejection kinds"), ("failed_runs", "failed runs"), ("n", "n")]
     md = (f"## Issue 16: hostile federated clients, with and without the sanity-score defence\n\n"
           f"{machine_line(info)}; {len(seeds)} seed(s); {settings['clients']} clients; digits, one round; "

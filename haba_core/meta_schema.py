@@ -59,9 +59,9 @@ def _shape(meta: dict[str, Any], key: str) -> tuple[int, int, int]:
 
 
 def _numbers(meta: dict[str, Any], key: str, n: int, positive: bool) -> None:
-    v = meta.get(key)
-    if v is None:
+    if key not in meta:
         return
+    v = meta[key]
     if (not isinstance(v, list) or len(v) != n
             or any(isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) for x in v)):
         raise FormatError(f"meta.json: {key} must be a list of {n} finite numbers (one per channel), got {v!r}")

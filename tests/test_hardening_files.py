@@ -37,6 +37,7 @@ CRAFTED = {
     "config-string": lambda m: {**m, "config": "x"},
     "net_width-string": lambda m: {**m, "config": {**m["config"], "net_width": "wide"}},
     "mean-string": lambda m: {**m, "mean": "abc"},
+    "mean-null": lambda m: {**m, "mean": None},  # found by tests/test_fuzz.py
     "mean-3-values-on-1-channel": lambda m: {**m, "mean": [0.1, 0.2, 0.3]},
     "hallucinator-depth-huge": lambda m: {**m, "hallucinator": {**m["hallucinator"], "depth": 1_000_000}},
     "std-zero": lambda m: {**m, "std": [0.0]},
