@@ -21,7 +21,7 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 
 from .accounting import DOWN, EVALUATE, TRAIN, UP, CommLedger, array_record_bytes, content_array_bytes, tensor_bytes
-from .metrics_check import TRAIN_METRICS, MetricsRejected, check_metrics, valid_evaluate_replies
+from .metrics_check import TRAIN_METRICS, check_metrics, valid_evaluate_replies
 from .task import (DEFAULT_RUN_CONFIG, build_model, client_config, evaluate_model, load_partition, node_partition,
                    preprocessor_for, resolve_device, resolve_run_config, set_threads, state_dict_cpu)
 

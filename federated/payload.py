@@ -25,7 +25,6 @@ image ``|x| <= COMPOSED_BOUND * span``, so finite-but-huge uploads cannot turn t
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any, Mapping

@@ -420,6 +420,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _interrupted(exc: BaseException, holder: dict[str, Any]) -> None:
     run_dir: RunDirectory | None = holder.get("run_dir")
+    if run_dir is not None and run_dir.work != run_dir.path:  # --overwrite: the old result is still there
+        run_dir.cleanup()
+        print(f"{PROG}: interrupted; {run_dir.path} still holds the previous result (an --overwrite run cannot be "
+              f"resumed)", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_INTERRUPTED)
     if run_dir is None or not has_checkpoint(run_dir.checkpoint):
         if run_dir is not None:
             run_dir.cleanup()

@@ -241,3 +241,15 @@ def test_overwrite_keeps_the_old_result_until_the_new_one_is_complete(tmp_path):
                           "--lr-bases", "1e30"])  # diverges: the new run never completes
     assert ran.code == 2
     assert (out / "old.txt").read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["OUT"]
+
+
+def test_ctrl_c_during_overwrite_keeps_the_old_result(tmp_path, monkeypatch):
+    from haba_cl import distill_cli
+    from test_cli_distill import _CtrlC
+
+    out = tmp_path / "OUT"
+    _tree(out, {"old.txt": "old"})
+    monkeypatch.setattr(distill_cli, "DistillProgress", _CtrlC)
+    ran = run_main(distill_cli.main, [*QUIET, "--dataset", "digits", "--no-compare", "--out", str(out), "--overwrite"])
+    assert ran.code == 130 and "previous result" in ran.err
+    assert (out / "old.txt").read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["OUT"]
