@@ -21,10 +21,13 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 
 from .accounting import DOWN, EVALUATE, TRAIN, UP, CommLedger, array_record_bytes, content_array_bytes, tensor_bytes
+from .metrics_check import TRAIN_METRICS, check_metrics, valid_evaluate_replies
 from .task import (DEFAULT_RUN_CONFIG, build_model, client_config, evaluate_model, load_partition, node_partition,
                    preprocessor_for, resolve_device, resolve_run_config, set_threads, state_dict_cpu)
 
 logger = logging.getLogger("flwr.haba")
+MODEL_BOUND = 1e4
+"""FedAvg replies: largest ``|w|`` accepted in an uploaded model (honest ConvNet weights stay far below 10)."""
 
 
 # ---------------------------------------------------------------------------------------------- client side
@@ -131,6 +134,7 @@ class AccountedFedAvg(FedAvg):
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
         messages = list(super().configure_train(server_round, arrays, config, grid))
+        self._expected = {k: (tuple(a.shape), a.dtype) for k, a in arrays.items()}
         for m in messages:
             self.ledger.add(server_round, m.metadata.dst_node_id, DOWN, array_record_bytes(arrays), TRAIN)
         self.round_info[server_round] = {"sent": len(messages), "valid": 0, "rejected": []}
@@ -146,7 +150,13 @@ class AccountedFedAvg(FedAvg):
                 info["rejected"].append({"node": node, "kind": "client-error", "reason": str(msg.error.reason)})
                 logger.warning("round %d: dropped node %s: client error: %s", server_round, node, msg.error.reason)
                 continue
-            self.ledger.add(server_round, node, UP, content_array_bytes(msg.content), TRAIN)
+            try:
+                self.ledger.add(server_round, node, UP, content_array_bytes(msg.content), TRAIN)
+                self._check_reply(msg)
+            except Exception as exc:  # noqa: BLE001 - a hostile reply must never stop the round
+                info["rejected"].append({"node": node, "kind": "invalid-reply", "reason": str(exc)})
+                logger.warning("round %d: dropped node %s: %s", server_round, node, exc)
+                continue
             valid.append(msg)
         info["valid"] = len(valid)
         info["no_reply"] = max(0, info["sent"] - len(replies))
@@ -157,6 +167,23 @@ class AccountedFedAvg(FedAvg):
             return None, None
         return super().aggregate_train(server_round, valid)
 
+    def _check_reply(self, msg: Message) -> None:
+        """ValueError unless the reply holds the global model's arrays (names, shapes, dtypes), finite and
+        within ``MODEL_BOUND``, and one MetricRecord with a positive ``num-examples``."""
+        if len(msg.content.array_records) != 1 or len(msg.content.metric_records) != 1:
+            raise ValueError("expected one ArrayRecord and one MetricRecord")
+        check_metrics(dict(next(iter(msg.content.metric_records.values()))), TRAIN_METRICS, required=("num-examples",))
+        if next(iter(msg.content.metric_records.values()))["num-examples"] < 1:
+            raise ValueError("num-examples must be >= 1")
+        arrays = next(iter(msg.content.array_records.values()))
+        given = {k: (tuple(a.shape), a.dtype) for k, a in arrays.items()}
+        if given != self._expected:
+            raise ValueError("the arrays do not match the global model's names, shapes and dtypes")
+        for name, a in arrays.items():
+            t = torch.from_numpy(a.numpy())
+            if t.is_floating_point() and (not bool(torch.isfinite(t).all()) or float(t.abs().max()) > MODEL_BOUND):
+                raise ValueError(f"array {name!r} is non-finite or exceeds |v| <= {MODEL_BOUND:g}")
+
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                            grid: Grid) -> Iterable[Message]:
         messages = list(super().configure_evaluate(server_round, arrays, config, grid))
@@ -165,10 +192,11 @@ class AccountedFedAvg(FedAvg):
         return messages
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]):
-        replies = [m for m in replies if not m.has_error()]
-        if not replies:
+        info = self.round_info.setdefault(server_round, {"sent": 0, "valid": 0, "rejected": []})
+        ok = valid_evaluate_replies(replies, info.setdefault("eval_rejected", []))
+        if not ok:
             return None
-        return self.evaluate_metrics_aggr_fn([m.content for m in replies], self.weighted_by_key)
+        return self.evaluate_metrics_aggr_fn(ok, self.weighted_by_key)
 
 
 def run_fedavg(grid: Grid, cfg: dict[str, Any], test, central_evaluate, ledger: CommLedger) -> tuple[Any, AccountedFedAvg]:

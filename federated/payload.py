@@ -10,16 +10,21 @@ Layout of a train reply's content::
 The server trusts nothing in it. :func:`decode_payload` checks, in this order, and raises
 :class:`PayloadRejected` with a ``kind`` and a human-readable ``reason`` at the first failure:
 
-``missing-record`` · ``bad-meta`` · ``too-large`` · ``unexpected-array`` · ``zca`` · ``dtype`` ·
-``undecodable`` · ``non-finite`` · ``image-shape`` · ``num-classes`` · ``parameterization`` ·
+``missing-record`` · ``metrics`` · ``too-large`` (arrays and metadata JSON together) · ``bad-meta`` ·
+``unexpected-array`` (including ``lr`` when the objective learns none) · ``zca`` · ``dtype`` ·
+``undecodable`` · ``non-finite`` · ``magnitude`` · ``image-shape`` · ``num-classes`` · ``parameterization`` ·
 ``hallucinator-config`` · ``shape`` · ``hallucinator-shape`` · ``label-range`` · ``budget`` · ``lr`` ·
-``format`` (anything ``FactorizedDataset.from_tensors`` still refuses).
+``format`` (anything ``FactorizedDataset.from_tensors`` still refuses) · ``composed-range``; the server
+adds ``client-error`` and ``sanity`` (:mod:`federated.defence`).
+
+Value bounds derive from the data's value range (``PayloadExpectation.value_span``, the largest ``|x|`` of a
+normalised real pixel): uploaded floats must satisfy ``|v| <= ARRAY_BOUND * span`` and every composed
+image ``|x| <= COMPOSED_BOUND * span``, so finite-but-huge uploads cannot turn the global model into NaN.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import Any, Mapping
@@ -32,6 +37,7 @@ from torch import Tensor
 from haba_core import FactorizedDataset, FormatError, HallucinatorBank, HallucinatorConfig, Preprocessor
 
 from .accounting import array_bytes, tensor_bytes
+from .metrics_check import TRAIN_METRICS, MetricsRejected, check_metrics
 from .task import PayloadExpectation, to_factorized
 
 PAYLOAD_FORMAT = "haba-fl-payload/1"
@@ -39,9 +45,17 @@ ARRAYS_KEY = "haba.arrays"
 META_KEY = "haba.meta"
 METRICS_KEY = "metrics"
 
-REJECTION_KINDS = ("client-error", "missing-record", "bad-meta", "too-large", "unexpected-array", "zca", "dtype",
-                   "undecodable", "non-finite", "image-shape", "num-classes", "parameterization",
-                   "hallucinator-config", "shape", "hallucinator-shape", "label-range", "budget", "lr", "format")
+REJECTION_KINDS = ("client-error", "missing-record", "metrics", "bad-meta", "too-large", "unexpected-array", "zca",
+                   "dtype", "undecodable", "non-finite", "magnitude", "image-shape", "num-classes", "parameterization",
+                   "hallucinator-config", "shape", "hallucinator-shape", "label-range", "budget", "lr", "format",
+                   "composed-range", "sanity")
+
+ARRAY_BOUND = 100.0
+"""Uploaded bases and hallucinator weights must satisfy ``|v| <= ARRAY_BOUND * value_span``."""
+COMPOSED_BOUND = 10.0
+"""Composed images must satisfy ``|x| <= COMPOSED_BOUND * value_span`` (honest ones stay near 1×)."""
+LR_MAX = 1.0
+"""Largest learned learning rate accepted (MTT learns ~0.01)."""
 
 _FLOAT_KEYS_PREFIX = "hallucinators."
 # HallucinatorConfig fields that change the shape or meaning of the hallucinator weights.
@@ -121,24 +135,31 @@ def decode_payload(content: RecordDict, expect: PayloadExpectation, preprocessor
         raise PayloadRejected("missing-record", f"reply lacks the {ARRAYS_KEY!r} ArrayRecord or the {META_KEY!r} "
                                                 f"ConfigRecord (has {sorted(content.keys())})")
     arrays: ArrayRecord = content.array_records[ARRAYS_KEY]
-    meta = _parse_meta(content.config_records[META_KEY])
-    metrics = dict(content.metric_records[METRICS_KEY]) if METRICS_KEY in content.metric_records else {}
+    try:
+        metrics = check_metrics(dict(content.metric_records[METRICS_KEY]) if METRICS_KEY in content.metric_records
+                                else {}, TRAIN_METRICS)
+    except MetricsRejected as exc:
+        raise PayloadRejected("metrics", str(exc)) from None
 
-    # -- size cap, before decoding anything
+    # -- size cap (arrays and the metadata JSON), before decoding anything
     try:
         declared = {name: array_bytes(a) for name, a in arrays.items()}
     except (TypeError, ValueError) as exc:
         raise PayloadRejected("dtype", f"an array declares an unknown dtype ({exc})") from None
-    total = sum(declared.values())
-    wire = sum(len(a.data) for a in arrays.values())
+    raw_meta = content.config_records[META_KEY].get("json")
+    meta_bytes = len(raw_meta.encode("utf-8", "surrogatepass")) if isinstance(raw_meta, str) else 0
+    total = sum(declared.values()) + meta_bytes
+    wire = sum(len(a.data) for a in arrays.values()) + meta_bytes
     if max(total, wire) > expect.max_bytes:
-        raise PayloadRejected("too-large", f"payload has {max(total, wire):,} bytes, the cap is {expect.max_bytes:,}")
+        raise PayloadRejected("too-large", f"payload has {max(total, wire):,} bytes (metadata {meta_bytes:,}), "
+                                           f"the cap is {expect.max_bytes:,}")
+    meta = _parse_meta(content.config_records[META_KEY])
 
     # -- names
     names = set(arrays.keys())
     if any(n.startswith("zca.") for n in names) or meta.get("zca"):
         raise PayloadRejected("zca", "ZCA-whitened payloads are not accepted in federated mode")
-    allowed = {"bases", "labels", "lr"} | set(expected_hallucinator_shapes(expect))
+    allowed = {"bases", "labels"} | ({"lr"} if expect.learned_lr else set()) | set(expected_hallucinator_shapes(expect))
     unknown = sorted(n for n in names - allowed if not n.startswith(_FLOAT_KEYS_PREFIX))
     if unknown:
         raise PayloadRejected("unexpected-array", f"unexpected arrays {unknown}")
@@ -164,6 +185,11 @@ def decode_payload(content: RecordDict, expect: PayloadExpectation, preprocessor
     for name, t in tensors.items():
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise PayloadRejected("non-finite", f"array {name!r} contains NaN or infinite values")
+    bound = ARRAY_BOUND * expect.value_span
+    for name, t in tensors.items():
+        if t.is_floating_point() and name != "lr" and t.numel() and float(t.abs().max()) > bound:
+            raise PayloadRejected("magnitude", f"array {name!r} reaches |v| = {float(t.abs().max()):.3g}, the bound "
+                                               f"derived from the data's value range is {bound:.3g}")
 
     # -- metadata vs the run's expectations
     _check_meta(meta, expect)
@@ -193,14 +219,29 @@ def decode_payload(content: RecordDict, expect: PayloadExpectation, preprocessor
                                         f"the plan allows {expect.bpc} per class")
     if "lr" in tensors:
         lr = tensors["lr"]
-        if lr.numel() != 1 or not (math.isfinite(float(lr.reshape(-1)[0])) and float(lr.reshape(-1)[0]) > 0):
-            raise PayloadRejected("lr", f"learned learning rate must be one positive number, got {lr.tolist()}")
+        if lr.numel() != 1 or not 0 < float(lr.reshape(-1)[0]) <= LR_MAX:
+            raise PayloadRejected("lr", f"learned learning rate must be one number in (0, {LR_MAX}], "
+                                        f"got {lr.reshape(-1)[:4].tolist()}")
 
     try:
         result = to_factorized(tensors, meta, preprocessor)
     except FormatError as exc:
         raise PayloadRejected("format", str(exc)) from None
+    _check_composed(result, expect)
     return DecodedPayload(result, tensors, meta, sum(declared.values()), metrics)
+
+
+def _check_composed(result: FactorizedDataset, expect: PayloadExpectation) -> None:
+    """Every basis through every hallucinator: finite and within ``COMPOSED_BOUND * value_span``."""
+    with torch.no_grad():
+        images, _ = result.materialize()
+    if not bool(torch.isfinite(images).all()):
+        raise PayloadRejected("composed-range", "composed images contain NaN or infinite values")
+    bound = COMPOSED_BOUND * expect.value_span
+    peak = float(images.abs().max()) if images.numel() else 0.0
+    if peak > bound:
+        raise PayloadRejected("composed-range", f"composed images reach |x| = {peak:.3g}, the bound derived from the "
+                                                f"data's value range is {bound:.3g}")
 
 
 def _parse_meta(rec: ConfigRecord) -> dict[str, Any]:
@@ -223,7 +264,7 @@ def _parse_meta(rec: ConfigRecord) -> dict[str, Any]:
         meta["basis_shape"] = [int(v) for v in meta["basis_shape"]]
         for key in ("num_classes", "num_bases", "num_hallucinators"):
             meta[key] = int(meta[key])
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise PayloadRejected("bad-meta", f"payload metadata has a malformed field ({exc})") from None
     if not isinstance(meta["classes"], list) or not all(isinstance(c, str) for c in meta["classes"]):
         raise PayloadRejected("bad-meta", "payload metadata 'classes' is not a list of names")

@@ -6,10 +6,13 @@ Per round (``Strategy.start`` of ``flwr.serverapp.strategy``):
    each the client part of the run config; from round 2 on also the global model (``"arrays"``).
 2. ``aggregate_train`` validates each reply (:func:`federated.payload.decode_payload`), drops and logs
    failed clients and invalid payloads with their reason, and continues only if at least
-   ``min-clients`` valid payloads arrived (otherwise the round is skipped and the model kept). The
+   ``min-clients`` valid payloads arrived (otherwise the round is skipped and the model kept). With
+   ``defence = "score"`` valid payloads whose sanity score (:mod:`federated.defence`) is an outlier are
+   dropped too (kind ``sanity``). The
    latest valid payload of every client joins a :class:`haba_core.FactorizedCollection` (each part
    composes with its own hallucinators) and the global model continues training on it with online
-   composition (:func:`haba_core.evaluate.train_on_synthetic`).
+   composition (:func:`haba_core.evaluate.train_on_synthetic`). If that makes the model non-finite, the
+   previous model is kept and the round is marked ``failed`` (the results' status is then ``failed``).
 3. Clients report the local accuracy of the new model (``fraction-evaluate``), and the server
    evaluates it on the central test set.
 
@@ -39,6 +42,8 @@ from haba_core import EvalConfig, FactorizedCollection, FactorizedDataset, Image
 from haba_core.evaluate import train_on_synthetic
 
 from .accounting import DOWN, EVALUATE, TRAIN, UP, CommLedger, array_record_bytes, content_array_bytes
+from .defence import build_check, outliers, sanity_score, split_check
+from .metrics_check import valid_evaluate_replies
 from .fedavg_apps import _weighted_metrics, run_fedavg
 from .payload import PayloadRejected, decode_payload
 from .task import (DEFAULT_RUN_CONFIG, build_model, client_config, evaluate_model, expected_payload, load_run_split,
@@ -63,17 +68,19 @@ def wait_for_nodes(grid: Grid, minimum: int, timeout_s: float, poll_s: float = 0
 class HabaStrategy(Strategy):
     """Server side of federated HaBa (see the module docstring)."""
 
-    def __init__(self, cfg: Mapping[str, Any], test: ImageDataset, ledger: CommLedger | None = None):
+    def __init__(self, cfg: Mapping[str, Any], test: ImageDataset, ledger: CommLedger | None = None,
+                 check: ImageDataset | None = None):
         self.cfg = dict(cfg)
         self.test = test
         self.ledger = ledger if ledger is not None else CommLedger()
         self.preprocessor = preprocessor_for(test)
-        self.expect = expected_payload(cfg, test.image_shape, test.num_classes)
+        self.expect = expected_payload(cfg, test.image_shape, test.num_classes, self.preprocessor)
         self.device = resolve_device(cfg["device"])
         self.model = build_model(cfg, test.image_shape, test.num_classes).to(self.device)
         self.generator = torch.Generator().manual_seed(int(cfg["seed"]))
         self.parts: dict[int, FactorizedDataset] = {}
         self.round_info: dict[int, dict[str, Any]] = {}
+        self.check = build_check(check, self.preprocessor) if check is not None and len(check) else None
 
     # -------------------------------------------------------------------------------- train
     def summary(self) -> None:
@@ -130,11 +137,18 @@ class HabaStrategy(Strategy):
                 self._reject(info, server_round, node, "format", f"{type(exc).__name__}: {exc}")
                 continue
             fresh[node] = decoded.result
-            m = decoded.metrics
-            info["clients"].append({"node": node, "partition_id": _int(m.get("partition-id")),
-                                    "num_examples": _int(m.get("num-examples")), "bytes_up": decoded.upload_bytes,
-                                    "num_bases": len(decoded.result),
-                                    "distill_seconds": _float(m.get("distill-seconds"))})
+            m = decoded.metrics  # validated: finite numbers in range
+            info["clients"].append({"node": node, "partition_id": m.get("partition-id"),
+                                    "num_examples": m.get("num-examples"), "bytes_up": decoded.upload_bytes,
+                                    "num_bases": len(decoded.result), "distill_seconds": m.get("distill-seconds")})
+        if self.check is not None and fresh and self.cfg["defence"] == "score":
+            scores = {node: sanity_score(part, self.check) for node, part in fresh.items()}
+            for c in info["clients"]:
+                c["sanity_score"] = scores.get(c["node"])
+            for node, reason in outliers(scores, float(self.cfg["defence-ratio"])).items():
+                del fresh[node]
+                self._reject(info, server_round, node, "sanity", reason)
+            info["clients"] = [c for c in info["clients"] if c["node"] in fresh]
         info["valid"] = len(fresh)
         if len(fresh) < int(self.cfg["min-clients"]):
             info["skipped"] = True
@@ -143,12 +157,20 @@ class HabaStrategy(Strategy):
             return None, MetricRecord({"valid-clients": len(fresh), "rejected-clients": len(info["rejected"])})
         self.parts.update(fresh)
         collection = FactorizedCollection(list(self.parts.values())).to(self.device)
-        lr = float(self.cfg["server-lr"]) or (collection.learned_lr or 0.01)
+        learned = sorted(p.learned_lr for p in self.parts.values() if p.learned_lr is not None)
+        # the median, not the mean: one client cannot pull the server's learning rate to the edge of the range
+        lr = float(self.cfg["server-lr"]) or (learned[len(learned) // 2] if learned else 0.01)
         ecfg = EvalConfig(epochs=int(self.cfg["server-epochs"]), batch_size=int(self.cfg["server-batch-size"]),
                           dsa=bool(self.cfg["server-dsa"]), lr=lr, device=str(self.device))
         t0 = time.perf_counter()
+        before = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         train_on_synthetic(self.model, collection, ecfg, self.generator, lr)
         info["server_train_seconds"] = time.perf_counter() - t0
+        if not all(bool(torch.isfinite(v).all()) for v in self.model.state_dict().values() if v.is_floating_point()):
+            self.model.load_state_dict(before)
+            info["failed"] = "the global model became non-finite while training on the synthetic set; kept the previous one"
+            logger.error("round %d: %s", server_round, info["failed"])
+            return None, MetricRecord({"valid-clients": len(fresh), "rejected-clients": len(info["rejected"])})
         info["global_bases"] = len(collection)
         logger.info("round %d: trained the global model on %d bases from %d clients (%d valid now) in %.1fs",
                     server_round, len(collection), len(self.parts), len(fresh), info["server_train_seconds"])
@@ -178,18 +200,11 @@ class HabaStrategy(Strategy):
         return messages
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
-        ok = [m for m in replies if not m.has_error() and m.content.metric_records]
+        info = self.round_info.setdefault(server_round, {"sent": 0, "valid": 0, "rejected": [], "clients": []})
+        ok = valid_evaluate_replies(replies, info.setdefault("eval_rejected", []))
         if not ok:
             return None
-        return _weighted_metrics([m.content for m in ok], "num-examples")
-
-
-def _int(v: Any) -> int | None:
-    return None if v is None else int(v)
-
-
-def _float(v: Any) -> float | None:
-    return None if v is None else float(v)
+        return _weighted_metrics(ok, "num-examples")
 
 
 def make_central_evaluate(cfg: Mapping[str, Any], test: ImageDataset) -> Callable[[int, ArrayRecord], MetricRecord | None]:
@@ -204,7 +219,10 @@ def make_central_evaluate(cfg: Mapping[str, Any], test: ImageDataset) -> Callabl
         model.load_state_dict(arrays.to_torch_state_dict())
         acc, loss = evaluate_model(model, test, pre, device)
         logger.info("round %d: central test accuracy %.2f%%", server_round, acc)
-        return MetricRecord({"accuracy": float(acc), "loss": float(loss)})
+        if not math.isfinite(loss):
+            logger.error("round %d: central test loss is %s", server_round, loss)
+        return MetricRecord({"accuracy": float(acc), "loss": float(loss) if math.isfinite(loss) else -1.0,
+                             "finite": int(math.isfinite(loss))})
 
     return central_evaluate
 
@@ -218,10 +236,15 @@ def build_results(cfg: Mapping[str, Any], result: Any, strategy: Any, ledger: Co
         local = result.evaluate_metrics_clientapp.get(r) if result is not None else None
         info = dict(strategy.round_info.get(r, {}))
         led = ledger.round_summary(r)
+        failed = info.get("failed")
+        if central and not central.get("finite", 1):
+            failed = failed or "the central test loss is not finite"
         rounds.append({
             "round": r,
             "accuracy": float(central["accuracy"]) if central else None,
-            "loss": float(central["loss"]) if central else None,
+            "loss": float(central["loss"]) if central and central.get("finite", 1) else None,
+            "failed": failed,
+            "eval_rejected": info.get("eval_rejected", []),
             "client_accuracy": float(local["accuracy"]) if local and "accuracy" in local else None,
             "bytes_up": led["bytes_up"], "bytes_down": led["bytes_down"],
             "cumulative_bytes": ledger.cumulative_total(r),
@@ -234,8 +257,11 @@ def build_results(cfg: Mapping[str, Any], result: Any, strategy: Any, ledger: Co
         })
     accs = [r["accuracy"] for r in rounds if r["accuracy"] is not None]
     initial = result.evaluate_metrics_serverapp.get(0) if result is not None else None
+    errors = [f"round {r['round']}: {r['failed']}" for r in rounds if r["failed"]]
+    if not accs:
+        errors.append("no round produced a central accuracy")
     return {
-        "format": RESULTS_FORMAT, "mode": cfg["mode"], "status": "ok" if accs else "failed",
+        "format": RESULTS_FORMAT, "mode": cfg["mode"], "status": "failed" if errors else "ok", "errors": errors,
         "dataset": cfg["dataset"], "num_rounds": int(cfg["num-server-rounds"]),
         "initial_accuracy": float(initial["accuracy"]) if initial else None,
         "final_accuracy": accs[-1] if accs else None,
@@ -269,7 +295,11 @@ def run_server(grid: Grid, context: Context, overrides: Mapping[str, Any] | None
     if cfg["mode"] == "fedavg":
         result, strategy = run_fedavg(grid, cfg, test, central, ledger)
     else:
-        strategy = HabaStrategy(cfg, test, ledger)
+        check = None
+        if int(cfg["defence-check-per-class"]) > 0:  # held out whatever the defence, so accuracies compare
+            check, rest = split_check(test, int(cfg["defence-check-per-class"]), int(cfg["seed"]))
+            central = make_central_evaluate(cfg, rest)  # the check examples are not scored twice
+        strategy = HabaStrategy(cfg, test, ledger, check)
         result = strategy.start(grid=grid, initial_arrays=ArrayRecord(), num_rounds=int(cfg["num-server-rounds"]),
                                 timeout=float(cfg["round-timeout-s"]), evaluate_fn=central)
     results = build_results(cfg, result, strategy, ledger, time.perf_counter() - t0)

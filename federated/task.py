@@ -29,6 +29,7 @@ from haba_core.evaluate import test_accuracy
 
 MODES = ("haba", "fedavg")
 PARTITIONINGS = ("iid", "dirichlet")
+DEFENCES = ("score", "none")
 
 # The run configuration (Flower ``run_config``); pyproject's [tool.flwr.app.config] mirrors these defaults.
 DEFAULT_RUN_CONFIG: dict[str, Any] = {
@@ -80,6 +81,12 @@ DEFAULT_RUN_CONFIG: dict[str, Any] = {
     "server-lr": 0.01,
     "server-batch-size": 256,
     "server-dsa": True,
+    # robust aggregation (federated.defence): "score" drops clients whose sanity score on a server-side
+    # check set (defence-check-per-class test examples per class, held out of the central accuracy in
+    # HaBa mode whatever the defence; 0 = none) is below defence-ratio x the round's median
+    "defence": "score",
+    "defence-check-per-class": 10,
+    "defence-ratio": 0.5,
     # FedAvg local training
     "local-epochs": 1,
     "local-lr": 0.01,
@@ -111,8 +118,10 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
             return int(value)
         if isinstance(default, float):
             return float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"run config {key!r} must be a number, got {value!r}") from None
+    if isinstance(value, (Mapping, list)):  # e.g. distill-overrides given as a parsed JSON object
+        return json.dumps(value)
     return str(value)
 
 
@@ -149,6 +158,11 @@ def check_run_config(cfg: Mapping[str, Any]) -> None:
         raise ConfigError("train-limit and test-limit must be >= 0 (0 = the whole split)")
     if not 0.0 <= cfg["fraction-evaluate"] <= 1.0:
         raise ConfigError("fraction-evaluate must be in [0, 1]")
+    if cfg["defence"] not in DEFENCES:
+        raise ConfigError(f"unknown defence {cfg['defence']!r}; use score or none")
+    if cfg["defence-check-per-class"] < (1 if cfg["defence"] == "score" else 0) or not 0.0 <= cfg["defence-ratio"] < 1.0:
+        raise ConfigError("defence-check-per-class must be >= 1 with defence score (0 = no check set) and "
+                          "defence-ratio in [0, 1)")
     canonical_name(cfg["dataset"])
     recipe(cfg["recipe"])  # UnknownNameError for a name that is not a recipe
 
@@ -384,10 +398,21 @@ class PayloadExpectation:
     hallucinator: HallucinatorConfig
     max_bytes: int
     learned_lr: bool
+    value_span: float = math.inf
+    """Largest ``|x|`` of a normalised real image (from the dataset's mean/std); bounds uploaded values."""
 
 
-def expected_payload(cfg: Mapping[str, Any], image_shape: tuple[int, int, int], num_classes: int) -> PayloadExpectation:
-    """The plan every client's distillation follows (same call as ``haba_core.distill``)."""
+def normalised_span(preprocessor: Preprocessor) -> float:
+    """Largest ``|x|`` of a pixel in [0, 1] after per-channel normalisation by ``preprocessor``."""
+    return max(max(abs((0.0 - m) / s), abs((1.0 - m) / s)) for m, s in zip(preprocessor.mean, preprocessor.std))
+
+
+def expected_payload(cfg: Mapping[str, Any], image_shape: tuple[int, int, int], num_classes: int,
+                     preprocessor: Preprocessor | None = None) -> PayloadExpectation:
+    """The plan every client's distillation follows (same call as ``haba_core.distill``).
+
+    With ``preprocessor`` (the server's normalisation) uploaded values are also bounded by its value span.
+    """
     dcfg = distill_config(cfg)
     plan = plan_budget(image_shape=tuple(image_shape), num_classes=num_classes, parameterization=dcfg.parameterization,
                        ipc=dcfg.ipc if dcfg.bpc is None else None, bpc=dcfg.bpc, hallucinators=dcfg.hallucinators,
@@ -397,7 +422,8 @@ def expected_payload(cfg: Mapping[str, Any], image_shape: tuple[int, int, int], 
     return PayloadExpectation(tuple(int(s) for s in image_shape), int(num_classes), dcfg.parameterization,
                               tuple(int(s) for s in plan.basis_shape), int(plan.bpc), int(plan.num_hallucinators),
                               bool(plan.per_class_hallucinators), dcfg.hallucinator, int(cfg["max-payload-bytes"]),
-                              dcfg.objective == "mtt")
+                              dcfg.objective == "mtt",
+                              normalised_span(preprocessor) if preprocessor is not None else math.inf)
 
 
 # ---------------------------------------------------------------------------------------------- conversion

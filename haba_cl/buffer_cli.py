@@ -16,6 +16,7 @@ from haba_core import (ConfigError, DistillConfig, ExpertConfig, Preprocessor, _
 from haba_core.distillation import network_factory
 from haba_core.runtime import resolve_device
 
+from .cli_parser import OneLineParser
 from .cli_errors import EXIT_INTERRUPTED, UsageError, handle_errors
 from .progress import ExpertProgress
 
@@ -25,7 +26,7 @@ _X = ExpertConfig()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog=PROG, allow_abbrev=False,
         description="Train --experts networks for --epochs epochs each on the real training split, preprocessed "
                     "exactly as haba-distill will (normalisation, optional ZCA), and store each expert's "

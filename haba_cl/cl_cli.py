@@ -18,16 +18,13 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from .cli_parser import OneLineParser
 from .cl_benchmarks import BENCHMARKS
 
 STRATEGY_NAMES = ("haba", "replay", "herding", "dm", "naive")
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports errors in one line (exit 2, no usage dump)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
+_Parser = OneLineParser  # one line + a hint to --help, exit 2 (shared by every command)
 
 
 def parse_seeds(text: str) -> list[int]:

@@ -24,10 +24,12 @@ from haba_core.atomic import write_json
 from haba_core.runtime import resolve_device
 
 from . import images, report
+from .cli_parser import OneLineParser
 from .cli_errors import EXIT_INTERRUPTED, UsageError, handle_errors
 from .interrupt import StopFlag, sigint_handler
 from .options import QUICK_PROFILE, RunSettings, resolve
 from .outdir import RunDirectory, default_out_dir, has_checkpoint
+from .preflight import check_budget
 from .presets import describe_preset, list_presets
 from .progress import DistillProgress
 
@@ -48,7 +50,7 @@ def _by_dataset(quick: Any, other: Any) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     q = QUICK_PROFILE
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog=PROG, allow_abbrev=False,
         description="Distil a dataset into bases + hallucinators (HaBa), evaluate it on the test split, and "
                     "compare it with plain synthetic images at the same storage. With no arguments: the "
@@ -317,6 +319,8 @@ def run(args: argparse.Namespace, argv: list[str], flag: StopFlag, holder: dict[
     resolve_device(cfg.device)
     out = Path(args.out or settings.out or default_out_dir("haba-distill", settings.dataset))
     run_dir = RunDirectory(out, resume=args.resume, overwrite=args.overwrite).check()
+    if run_dir.notes:
+        print(f"{PROG}: " + "; ".join(run_dir.notes), file=sys.stderr, flush=True)  # even with --quiet
 
     train = load_dataset(settings.dataset, root=settings.data_root, split="train")
     test = load_dataset(settings.dataset, root=settings.data_root, split="test")
@@ -327,6 +331,7 @@ def run(args: argparse.Namespace, argv: list[str], flag: StopFlag, holder: dict[
                        basis_channels=cfg.basis_channels, downsample=cfg.downsample,
                        per_class_hallucinators=cfg.per_class_hallucinators, rule=cfg.budget_rule,
                        extra=1 if cfg.objective == "mtt" else 0)
+    check_budget(cfg, plan.bpc, plan.basis_shape, train)
     compare = settings.compare and cfg.parameterization in BASELINE_PARAM
 
     run_dir.prepare()
@@ -357,9 +362,9 @@ def run(args: argparse.Namespace, argv: list[str], flag: StopFlag, holder: dict[
         base = base_metrics = None
         if compare:
             base_dir_name = BASELINE_DIR[cfg.parameterization]
-            base_cfg = _baseline_config(cfg, result, (out / base_dir_name / "checkpoint").absolute())
+            base_cfg = _baseline_config(cfg, result, (run_dir.work / base_dir_name / "checkpoint").absolute())
             base_label = _label(base_cfg)
-            (out / base_dir_name).mkdir(exist_ok=True)
+            (run_dir.work / base_dir_name).mkdir(exist_ok=True)
             base, bd_s = _distill_one(train, base_cfg, pre, flag, args.resume, base_label, con, args.quiet)
             base_ev, be_s = _evaluate(base, test, eval_cfg, base_label, con)
             base_metrics = _metrics(base_label, base, base_ev, base_cfg, eval_cfg, run_info, out / base_dir_name,
@@ -415,6 +420,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _interrupted(exc: BaseException, holder: dict[str, Any]) -> None:
     run_dir: RunDirectory | None = holder.get("run_dir")
+    if run_dir is not None and run_dir.work != run_dir.path:  # --overwrite: the old result is still there
+        run_dir.cleanup()
+        print(f"{PROG}: interrupted; {run_dir.path} still holds the previous result (an --overwrite run cannot be "
+              f"resumed)", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_INTERRUPTED)
     if run_dir is None or not has_checkpoint(run_dir.checkpoint):
         if run_dir is not None:
             run_dir.cleanup()

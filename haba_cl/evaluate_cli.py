@@ -18,6 +18,7 @@ from haba_core import (KNOWN_NETWORKS, ConfigError, EvalConfig, FactorizedDatase
 from haba_core.atomic import write_json
 
 from . import report
+from .cli_parser import OneLineParser
 from .cli_errors import EXIT_INTERRUPTED, handle_errors
 
 PROG = "haba-evaluate"
@@ -26,7 +27,7 @@ _E = EvalConfig()
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog=PROG, allow_abbrev=False,
         description="Evaluate a distilled result (a haba-distill output directory): train --runs fresh networks "
                     "of each --arch on it and test them on the test split of the dataset it was distilled from. "
@@ -87,6 +88,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.threads:
         torch.set_num_threads(args.threads)
     archs = parse_archs(args.arch)
+    if args.batch_size < 1 or (args.net_width is not None and args.net_width < 1) or \
+            (args.lr is not None and not 0 < args.lr < float("inf")):
+        raise ConfigError("--batch-size and --net-width must be >= 1 and --lr a finite number > 0")
+    if not 0 <= args.seed < 2**63:
+        raise ConfigError(f"--seed must be in 0..{2**63 - 1}, got {args.seed}")
     out_dir = Path(args.out_dir)
     data = FactorizedDataset.load(out_dir)
     dataset = args.dataset or data.meta.get("dataset")

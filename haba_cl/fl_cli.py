@@ -20,13 +20,12 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from .cli_parser import OneLineParser
+
 PROG = "haba-fl"
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2 (argparse prints usage + error)
-        print(f"{PROG}: error: {message}", file=sys.stderr)
-        raise SystemExit(2)
+_Parser = OneLineParser  # one line + a hint to --help, exit 2 (shared by every command)
 
 
 class UsageError(Exception):
@@ -130,6 +129,9 @@ def validate(args: argparse.Namespace) -> list[dict[str, Any]]:
     try:
         configs = [resolve_run_config(run_config_overrides(args, m)) for m in modes]
         train = load_run_split(configs[0], "train")
+        if args.ipc < 1 or args.ipc > max(train.samples_per_class()):
+            raise UsageError(f"--ipc must be in 1..{max(train.samples_per_class())} (the largest class of the "
+                             f"training set), got {args.ipc}")
         load_run_split(configs[0], "test")
         partition_indices(train.labels, args.clients, args.partition, args.alpha, 0, train.num_classes)
         from federated.task import distill_config, expected_payload
@@ -201,7 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = table_rows(runs)
     doc = {"format": "haba-fl-runner/1", "args": vars(args), "wall_seconds": time.perf_counter() - t0,
            "runs": runs, "table": rows}
-    (out / "results.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    from haba_core.atomic import write_json
+
+    write_json(out / "results.json", doc)  # temp file, then rename
     print(format_table(rows))
     print(f"\nresults: {out / 'results.json'}")
     failed = [m for m, r in runs.items() if r.get("status") != "ok"]

@@ -179,6 +179,10 @@ def load_toml(path: str | Path) -> dict[str, Any]:
             return _toml.load(f)
         except _toml.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: invalid TOML ({exc})") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        except RecursionError:
+            raise ConfigError(f"{path}: nested too deeply") from None
 
 
 def parse_assignments(items: list[str] | None) -> dict[str, Any]:
@@ -286,4 +290,57 @@ def resolve(config: str | None, assignments: list[str] | None, flags: dict[str, 
         raise ConfigError("eval_runs must be >= 1 and eval_epochs >= 0")
     if settings.threads is not None and settings.threads < 1:
         raise ConfigError("threads must be >= 1")
+    check_ranges(distill_cfg, settings)
     return ResolvedRun(distill_cfg, settings, config_file, merged, recipe)
+
+
+# ----------------------------------------------------------------------------- ranges
+_POSITIVE = ("lr_bases", "lr_hallucinators", "lr_affine", "lr_adversary", "temperature", "time_limit_s")
+_AT_LEAST_ONE = ("ipc", "bpc", "net_width", "net_depth", "hallucinators_per_step", "bases_per_step")
+_LIMITS = {"hallucinators": (0, 10_000), "net_width": (1, 65_536), "net_depth": (1, 64), "iterations": (0, 10**9),
+           "seed": (0, 2**63 - 1), "ipc": (1, 10**6), "bpc": (1, 10**7), "checkpoint_every": (1, 10**9)}
+
+
+def _walk_numbers(obj: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    out = []
+    for key, value in obj.items():
+        if isinstance(value, dict):
+            out += _walk_numbers(value, f"{prefix}{key}.")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out.append((prefix + key, value))
+    return out
+
+
+def check_ranges(cfg: DistillConfig, settings: RunSettings) -> None:
+    """:class:`ConfigError` for values of the right type but outside what a run can use (negative
+    learning rates, seeds torch cannot take, non-finite numbers, zero batch sizes, ...)."""
+    import math
+
+    for key, value in _walk_numbers(cfg.to_dict()) + _walk_numbers(asdict(settings)):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value}")
+        if isinstance(value, int) and abs(value) > 2**63 - 1:
+            raise ConfigError(f"{key} is out of range: {value}")
+    for key in _POSITIVE:
+        value = getattr(cfg, key)
+        if value is not None and not value > 0:
+            raise ConfigError(f"{key} must be > 0, got {value}")
+    for key in _AT_LEAST_ONE:
+        value = getattr(cfg, key)
+        if value is not None and value < 1:
+            raise ConfigError(f"{key} must be >= 1, got {value}")
+    for key, (lo, hi) in _LIMITS.items():
+        value = getattr(cfg, key)
+        if value is not None and not lo <= value <= hi:
+            raise ConfigError(f"{key} must be in {lo}..{hi}, got {value}")
+    if not 0.0 <= cfg.momentum < 1.0:
+        raise ConfigError(f"momentum must be in [0, 1), got {cfg.momentum}")
+    for key in ("lambda_dd", "lambda_cos", "lambda_con", "lambda_task"):
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"{key} must be >= 0, got {getattr(cfg, key)}")
+    if cfg.hallucinator.depth > 64:
+        raise ConfigError(f"hallucinator.depth must be <= 64, got {cfg.hallucinator.depth}")
+    if settings.eval_batch_size < 1:
+        raise ConfigError(f"eval_batch_size must be >= 1, got {settings.eval_batch_size}")
+    if settings.eval_lr is not None and not settings.eval_lr > 0:
+        raise ConfigError(f"eval_lr must be > 0, got {settings.eval_lr}")

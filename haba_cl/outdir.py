@@ -5,7 +5,10 @@ each replaced atomically by the core. The results are written into a temporary s
 the checkpoints are moved into it, and it replaces ``OUT`` in one rename — so ``OUT`` never holds a
 half-written result. On an error, a directory this run created is removed again; a directory the
 user pointed at is left as it was found (an empty one is emptied again, a resumed one keeps its
-checkpoint).
+checkpoint). ``--overwrite`` keeps the old result in place until the new one is complete: the new
+run's checkpoints live in the sibling ``.OUT.overwrite`` and the finished result replaces ``OUT`` in
+the same single swap. On start (and on ``--resume``) leftovers of an interrupted swap are repaired
+first (:func:`haba_core.atomic.recover_dir`); :attr:`RunDirectory.notes` says what was done.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from haba_core.atomic import atomic_dir
+from haba_core.atomic import atomic_dir, recover_dir
 
 from .cli_errors import UsageError
 
@@ -51,13 +54,34 @@ class RunDirectory:
         self.resume, self.overwrite = resume, overwrite
         self.created = False            # this run made OUT (remove it on error)
         self._preexisting: set[str] = set()
+        self.work = self.path           # where checkpoints live while the run works
+        self.notes: list[str] = []      # what recover() repaired
 
     @property
     def checkpoint(self) -> Path:
-        return self.path / CHECKPOINT
+        return self.work / CHECKPOINT
+
+    @property
+    def staging(self) -> Path:
+        return self.path.with_name(f".{self.path.name}.overwrite")
+
+    def recover(self) -> list[str]:
+        """Repair leftovers of an interrupted save of OUT and of its checkpoints; returns what was done."""
+        notes = recover_dir(self.path)
+        if self.path.is_dir():
+            subdirs = [d for d in self.path.iterdir() if d.is_dir() and not d.name.startswith(".")]
+            for ckpt in [self.path / CHECKPOINT] + [d / CHECKPOINT for d in subdirs if d.name != CHECKPOINT]:
+                notes += recover_dir(ckpt)
+        if self.staging.exists():
+            shutil.rmtree(self.staging, ignore_errors=True)
+            notes.append(f"removed {self.staging.name}, the checkpoints of an unfinished --overwrite run")
+        self.notes += notes
+        return notes
 
     def check(self) -> "RunDirectory":
-        """Refuse unusable or occupied directories, without touching anything."""
+        """Repair leftovers of an interrupted save (:meth:`recover`), then refuse unusable or occupied
+        directories."""
+        self.recover()
         p = self.path
         if p.exists() and not p.is_dir():
             raise UsageError(f"--out {p} exists and is not a directory")
@@ -78,10 +102,11 @@ class RunDirectory:
             self._preexisting = {e.name for e in p.iterdir()}
             return self
         if p.exists():
-            if any(p.iterdir()):
-                shutil.rmtree(p)
-            else:
-                return self  # an empty directory the user made: keep it, remove only what we add
+            if any(p.iterdir()):  # --overwrite: the old result stays until the new one replaces it
+                self.work = self.staging
+                self.work.mkdir()
+                return self
+            return self  # an empty directory the user made: keep it, remove only what we add
         p.mkdir(parents=True)
         self.created = True
         return self
@@ -89,6 +114,9 @@ class RunDirectory:
     def cleanup(self) -> None:
         """Undo this run's traces after an error (never touches a resumed run's files)."""
         if self.resume:
+            return
+        if self.work != self.path:
+            shutil.rmtree(self.work, ignore_errors=True)
             return
         if self.created:
             shutil.rmtree(self.path, ignore_errors=True)
@@ -105,9 +133,12 @@ class RunDirectory:
         that the results do not replace (the checkpoints), and swap it in for OUT atomically."""
         with atomic_dir(self.path) as tmp:
             write(tmp)
-            if self.path.is_dir():
-                _carry_over(self.path, tmp)
+            if self.work.is_dir():
+                _carry_over(self.work, tmp)
             _usual_permissions(tmp)
+        if self.work != self.path:
+            shutil.rmtree(self.work, ignore_errors=True)
+            self.work = self.path
         self.created = True
         return self.path
 

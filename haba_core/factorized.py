@@ -3,8 +3,9 @@ torch ``Dataset`` that composes images online.
 
 On disk: ``factorized.safetensors`` (``bases``, ``labels``, ``hallucinators.*``, optional ``lr`` and
 ``zca.*``) and ``meta.json`` (dataset, classes, image shape, normalisation, ZCA settings, hallucinator
-configuration, objective, budget, seed, toolkit version and the SHA-256 of the tensor file).
-No pickle anywhere.
+configuration, objective, budget, seed, toolkit version, the SHA-256 of the tensor file and
+``meta_sha256``, the SHA-256 of ``meta.json`` itself). ``meta.json`` is checked against a schema
+(:mod:`haba_core.meta_schema`) before anything is built from it. No pickle anywhere.
 """
 
 from __future__ import annotations
@@ -26,12 +27,14 @@ from .atomic import atomic_path, write_safetensors
 from .budget import StorageReport, storage_of
 from .errors import FormatError
 from .factorization import HallucinatorConfig, SyntheticSet
+from .meta_schema import check_meta, meta_digest
 from .preprocess import Preprocessor
 from .version import FORMAT_VERSION, __version__
 from .zca import ZCA
 
 TENSOR_FILE = "factorized.safetensors"
 META_FILE = "meta.json"
+MAX_META_BYTES = 64 * 2**20
 
 
 def _sha256(path: Path) -> str:
@@ -155,6 +158,8 @@ class FactorizedDataset(Dataset):
         write_safetensors(tensor_path, self.tensors(), metadata={"format": "haba-factorized"})
         meta = self.describe()
         meta["sha256"] = _sha256(tensor_path)
+        meta = json.loads(json.dumps(meta))  # exactly what a reader will see
+        meta["meta_sha256"] = meta_digest(meta)
         with atomic_path(directory / META_FILE) as tmp:
             tmp.write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
         return directory
@@ -167,14 +172,20 @@ class FactorizedDataset(Dataset):
         for p in (meta_path, tensor_path):
             if not p.exists():
                 raise FormatError(f"{directory} is not a factorized dataset: {p.name} is missing")
+        if meta_path.stat().st_size > MAX_META_BYTES:
+            raise FormatError(f"{meta_path} is larger than {MAX_META_BYTES:,} bytes")
         try:
-            meta = json.loads(meta_path.read_text())
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise FormatError(f"{meta_path} is not valid JSON ({exc}); the directory may be truncated") from exc
-        if meta.get("format") != "haba-factorized":
-            raise FormatError(f"{meta_path} does not describe a haba-factorized dataset")
-        if meta.get("format_version", 0) > FORMAT_VERSION:
-            raise FormatError(f"{directory} was written by a newer toolkit (format {meta['format_version']})")
+        except RecursionError:
+            raise FormatError(f"{meta_path} is nested too deeply") from None
+        try:
+            check_meta(meta)
+        except FormatError as exc:
+            raise FormatError(f"{directory}: {exc}") from None
+        if verify and "meta_sha256" in meta and meta["meta_sha256"] != meta_digest(meta):
+            raise FormatError(f"{meta_path} does not match its own checksum (meta_sha256: modified or damaged)")
         if verify and meta.get("sha256") and meta["sha256"] != _sha256(tensor_path):
             raise FormatError(f"{tensor_path} does not match the checksum in meta.json (truncated or modified)")
         try:
@@ -187,6 +198,7 @@ class FactorizedDataset(Dataset):
     def from_tensors(cls, tensors: dict[str, Tensor], meta: dict[str, Any],
                      device: str | torch.device = "cpu") -> "FactorizedDataset":
         """Rebuild from a tensor dict and its metadata, checking every shape against the metadata."""
+        check_meta(meta, file_format=False)
         try:
             image_shape = tuple(int(v) for v in meta["image_shape"])
             basis_shape = tuple(int(v) for v in meta["basis_shape"])

@@ -116,3 +116,13 @@ def test_hallucinator_drift_quick_shows_sgd_blow_up_and_adam_bounded(tmp_path):
     assert shifts("modest", 0) == shifts("idc-haba-pca-nocos-s2", 0)
     assert max(shifts("idc-haba-pca-nocos-s2", 2)) > 10 * max(shifts("idc-haba-pca-nocos-s2", 0))
     assert max(shifts("modest", 2)) < 2 * max(shifts("modest", 0))
+
+
+@pytest.mark.timeout(480)
+def test_hostile_clients_quick(tmp_path):
+    _run(["-m", "benchmarks.hostile_clients", "--quick", "--out", str(tmp_path)], tmp_path)
+    rows = json.loads((tmp_path / "hostile_clients.json").read_text())["rows"]
+    by = {(r["attack"], r["defence"]): r for r in rows}
+    assert by[("huge-bases", "none")]["hostile_dropped"] == 1 and by[("huge-bases", "none")]["kinds"] == "magnitude"
+    assert by[("flip", "score")]["hostile_dropped"] == 1 and by[("flip", "score")]["kinds"] == "sanity"
+    assert all(r["failed_runs"] == 0 for r in rows)

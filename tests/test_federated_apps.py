@@ -171,3 +171,110 @@ def test_fedavg_mode_through_the_same_server_app(tmp_path):
         assert r["accuracy"] is not None and r["client_accuracy"] is not None
     assert results["totals"]["bytes_total"] == 8 * model_bytes
     assert np.isfinite(results["final_accuracy"])
+
+
+# ---------------------------------------------------------------------------------------------- issue 16
+def _hostile_app(attacks: dict[int, str]) -> ClientApp:
+    """Partition ``p`` applies ``attacks[p]`` to its honest reply (train and evaluate); the others behave."""
+    app = ClientApp()
+
+    @app.train()
+    def train(msg: Message, context: Context) -> Message:
+        pid = int(context.node_config["partition-id"])
+        reply = haba_train(msg, context)
+        arrays, attack = reply.content.array_records[ARRAYS_KEY], attacks.get(pid)
+        if attack == "nan-metrics":
+            reply.content.metric_records["metrics"]["partition-id"] = float("nan")
+        elif attack == "list-metrics":
+            reply.content.metric_records["metrics"]["num-examples"] = [1, 2]
+        elif attack == "huge-hallucinator":
+            arrays["hallucinators.dec_w0"] = Array(arrays["hallucinators.dec_w0"].numpy() * np.float32(1e30))
+        elif attack == "huge-bases":
+            bases = arrays["bases"].numpy().copy()
+            bases[0] = 3e38
+            arrays["bases"] = Array(bases)
+        elif attack == "lr-in-dm":
+            arrays["lr"] = Array(np.array([3e38], dtype=np.float32))
+        elif attack == "flip":
+            labels = arrays["labels"].numpy()
+            arrays["labels"] = Array(((labels + 5) % 10).astype(np.int64))
+        return reply
+
+    @app.evaluate()
+    def evaluate(msg: Message, context: Context) -> Message:
+        reply = local_evaluate(msg, context)
+        if attacks.get(int(context.node_config["partition-id"])) == "nan-metrics":
+            reply.content["metrics"]["accuracy"] = float("nan")
+        if attacks.get(int(context.node_config["partition-id"])) == "list-metrics":
+            reply.content["metrics"]["num-examples"] = [1, 2]
+        return reply
+
+    return app
+
+
+def test_hostile_replies_are_rejected_and_the_round_goes_on(tmp_path):
+    attacks = {1: "nan-metrics", 2: "list-metrics", 3: "huge-hallucinator", 4: "huge-bases", 5: "lr-in-dm"}
+    over = {**TINY, "min-available-clients": 7, "fraction-evaluate": 1.0, "results-path": str(tmp_path / "r.json"),
+            "defence": "none"}
+    results = run_server(InProcessGrid(_hostile_app(attacks), 7), server_context({}), over)
+    assert results["status"] == "ok" and np.isfinite(results["final_accuracy"])
+    r1 = results["rounds"][0]
+    assert r1["clients_valid"] == 2
+    assert sorted(x["kind"] for x in r1["rejected"]) == ["magnitude", "magnitude", "metrics", "metrics",
+                                                          "unexpected-array"]
+    assert sorted(x["kind"] for x in r1["eval_rejected"]) == ["metrics", "metrics"]
+    assert 0 <= r1["client_accuracy"] <= 100
+    assert (tmp_path / "r.json").exists()
+
+
+def test_the_sanity_defence_drops_a_label_flipping_client():
+    over = {**TINY, "iterations": 10, "min-available-clients": 5, "partitioning": "iid"}
+    results = run_server(InProcessGrid(_hostile_app({2: "flip"}), 5), server_context({}), over)
+    r1 = results["rounds"][0]
+    assert [x["kind"] for x in r1["rejected"]] == ["sanity"]
+    assert r1["clients_valid"] == 4 and all(c["sanity_score"] > 30 for c in r1["clients"])
+
+
+def test_a_non_finite_global_model_fails_the_run(monkeypatch):
+    import federated.server_app as server_mod
+
+    def poison(net, *args, **kwargs):
+        with torch.no_grad():
+            next(net.parameters()).fill_(float("nan"))
+        return net
+
+    monkeypatch.setattr(server_mod, "train_on_synthetic", poison)
+    results = run_server(InProcessGrid(client_app, 2), server_context({}), {**TINY, "min-available-clients": 2})
+    assert results["status"] == "failed" and "non-finite" in results["rounds"][0]["failed"]
+    assert results["errors"]
+
+
+def test_fedavg_rejects_a_poisoned_model_upload():
+    app = ClientApp()
+
+    @app.train()
+    def train(msg, context):
+        reply = client_app(msg, context)
+        if int(context.node_config["partition-id"]) == 1:
+            rec = reply.content["arrays"]
+            name = next(iter(rec.keys()))
+            rec[name] = Array(rec[name].numpy() * np.float32(1e30))
+        return reply
+
+    app.evaluate()(local_evaluate)
+    over = {**TINY, "mode": "fedavg", "min-available-clients": 3, "fraction-evaluate": 0.0}
+    results = run_server(InProcessGrid(app, 3), server_context({}), over)
+    r1 = results["rounds"][0]
+    assert results["status"] == "ok" and r1["clients_valid"] == 2
+    assert [x["kind"] for x in r1["rejected"]] == ["invalid-reply"]
+
+
+def test_the_check_set_never_takes_more_than_half_of_a_class():
+    from federated.defence import split_check
+
+    test = load_split("digits", "", "test")
+    small = test.subset(torch.arange(30))
+    check, rest = split_check(small, 10, 0)
+    assert len(check) + len(rest) == 30 and len(rest) >= 15
+    counts = torch.bincount(check.labels, minlength=10)
+    assert all(int(counts[c]) <= int((small.labels == c).sum()) // 2 for c in range(10))

@@ -38,13 +38,13 @@ def result(cfg):
 
 
 @pytest.fixture(scope="module")
-def expect(cfg):
-    return expected_payload(cfg, (1, 8, 8), 10)
+def pre():
+    return preprocessor_for(load_split("digits", "", "test"))
 
 
 @pytest.fixture(scope="module")
-def pre():
-    return preprocessor_for(load_split("digits", "", "test"))
+def expect(cfg, pre):
+    return expected_payload(cfg, (1, 8, 8), 10, pre)
 
 
 def parts(result):
@@ -123,6 +123,18 @@ def _mutations():
     m["label-range/negative"] = (lambda ts, me: ts["labels"].__setitem__(0, -1), None)
     m["budget"] = (lambda ts, me: ts["labels"].fill_(3), None)
     m["lr"] = (lambda ts, me: ts.__setitem__("lr", torch.tensor([-1.0])), None)
+    m["lr/huge"] = (lambda ts, me: ts.__setitem__("lr", torch.tensor([3e38])), None)
+    # issue 16: hostile but well-formed replies
+    m["unexpected-array/lr-in-dm"] = (lambda ts, me: ts.__setitem__("lr", torch.tensor([0.01])), None)
+    m["metrics/nan"] = (None, lambda c: c.metric_records["metrics"].__setitem__("num-examples", float("nan")))
+    m["metrics/inf"] = (None, lambda c: c.metric_records["metrics"].__setitem__("partition-id", float("inf")))
+    m["metrics/list"] = (None, lambda c: c.metric_records["metrics"].__setitem__("num-examples", [1, 2]))
+    m["metrics/negative"] = (None, lambda c: c.metric_records["metrics"].__setitem__("distill-seconds", -5.0))
+    m["too-large/meta"] = ("meta-cap", None)
+    m["magnitude/hallucinator"] = (lambda ts, me: ts["hallucinators.dec_w0"].mul_(1e30), None)
+    m["magnitude/bases"] = (lambda ts, me: ts["bases"].view(-1).__setitem__(0, 3e38), None)
+    m["composed-range"] = (lambda ts, me: (ts["hallucinators.sigma"].fill_(150.0), ts["bases"].fill_(150.0)), None)
+    m["bad-meta/overflow"] = (lambda ts, me: me.__setitem__("num_bases", 1e400), None)
     return m
 
 
@@ -141,10 +153,16 @@ def test_every_invalid_payload_is_rejected_with_its_reason(case, result, expect,
     if post is not None:
         post(content)
     exp = expect
-    if mutate == "cap":
-        from dataclasses import replace
+    from dataclasses import replace
 
+    if mutate == "cap":
         exp = replace(expect, max_bytes=tensor_bytes(tensors) - 1)
+    if mutate == "meta-cap":  # the metadata JSON counts toward the cap
+        content.config_records[META_KEY]["json"] = content.config_records[META_KEY]["json"][:-1] + ', "x": "' + \
+            "a" * 4096 + '"}'
+        exp = replace(expect, max_bytes=tensor_bytes(tensors) + 4096)
+    if case.startswith("lr"):  # an objective that learns its lr (MTT)
+        exp = replace(exp, learned_lr=True)
     with pytest.raises(PayloadRejected) as info:
         decode_payload(content, exp, pre)
     assert info.value.kind == kind, (case, info.value)
@@ -154,7 +172,7 @@ def test_every_invalid_payload_is_rejected_with_its_reason(case, result, expect,
 def test_every_rejection_kind_is_exercised():
     tested = {case.split("/")[0] for case in MUTATIONS}
     # client-error: tests/test_federated_apps.py; format: the last-resort FormatError from from_tensors
-    assert set(REJECTION_KINDS) - tested == {"client-error", "format"}
+    assert set(REJECTION_KINDS) - tested == {"client-error", "format", "sanity"}
 
 
 def test_bytes_accounting_equals_array_sizes(result):

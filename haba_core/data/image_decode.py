@@ -27,6 +27,8 @@ def decode_images(files: Sequence[Path], channels: int | None = None) -> torch.T
             with Image.open(f) as im:
                 gray = im.mode in GRAY_MODES if channels is None else channels == 1
                 arr = np.asarray(im.convert("L" if gray else "RGB"))
+        except Image.DecompressionBombError as exc:
+            raise FormatError(f"{f}: refused to decode ({exc})") from None
         except (UnidentifiedImageError, OSError, ValueError) as exc:
             raise FormatError(f"{f}: cannot decode image ({exc})") from exc
         if size is None:

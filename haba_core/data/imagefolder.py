@@ -62,6 +62,9 @@ def _build_split(root: Path, split: str, tensors_dir: Path, source: str) -> Path
         raise dataset_not_found(source, [root], LAYOUT, HOW)
     if split == "train":
         classes = find_classes(split_dir)
+        if len(classes) < 2:
+            raise FormatError(f"{source}: train/ holds {len(classes)} class folder(s) {classes}; classification "
+                              f"needs at least 2")
         files, labels = list_images(split_dir, classes)
         channels = None
     else:

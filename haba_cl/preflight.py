@@ -1,0 +1,40 @@
+"""Checks before any work starts: does the requested budget make sense for this training set and fit in memory?"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from haba_core import BudgetError, DistillConfig, ImageDataset
+
+# A distillation step holds the bases with their gradients and optimiser state, and the composed images of
+# the step with their activations and gradients; this factor covers both, generously.
+MEMORY_FACTOR = 8
+
+
+def available_memory() -> int | None:
+    """``MemAvailable`` from ``/proc/meminfo`` in bytes (``None`` where it cannot be read)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def check_budget(cfg: DistillConfig, bpc: int, basis_shape: tuple[int, int, int], train: ImageDataset,
+                 available: int | None = None) -> None:
+    """:class:`BudgetError` if ``ipc`` exceeds the largest class of ``train`` or the synthetic set of ``bpc``
+    bases per class (composed through ``hallucinators_per_step`` hallucinators) cannot fit in memory."""
+    largest = max(train.samples_per_class())
+    if cfg.ipc is not None and cfg.ipc > largest:
+        raise BudgetError(f"ipc {cfg.ipc} asks for more synthetic images per class than the largest class of the "
+                          f"training set holds ({largest}); use at most {largest}")
+    n = bpc * train.num_classes
+    per_step = max(1, cfg.hallucinators_per_step) if cfg.factorized else 1
+    need = MEMORY_FACTOR * 4 * (n * math.prod(basis_shape) + n * per_step * math.prod(train.image_shape))
+    have = available_memory() if available is None else available
+    if have is not None and need > have:
+        raise BudgetError(f"{bpc} bases per class x {train.num_classes} classes need about {need / 2**30:.1f} GiB, "
+                          f"{have / 2**30:.1f} GiB of memory is available; lower ipc/bpc")
