@@ -188,13 +188,13 @@ def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
         if not has_checkpoint(config.checkpoint_dir):
             raise ConfigError(f"nothing to resume: no checkpoint in {config.checkpoint_dir}")
         state = load_checkpoint(config.checkpoint_dir)
+        objective.load_state_dict(state["objective"])  # first: names checkpoints of older formats clearly
         check_compatible(state["config"], cfg_dict)
         synth.load_state_dict(state["synthetic"])
         for opt, s in zip(optimizers, state["optimizers"]):
             opt.load_state_dict(s)
         if adversary is not None:
             adversary.load_state_dict(state["adversary"])
-        objective.load_state_dict(state["objective"])
         generator.set_state(state["generator"])
         start = int(state["iteration"])
         history = list(state.get("history", []))
@@ -295,6 +295,7 @@ def _step(config: DistillConfig, synth: SyntheticSet, objective: Objective, adve
         loss.backward()
         for opt in optimizers:
             opt.step()
+        objective.after_step()
     adv_loss = 0.0
     if adversary is not None:
         for _ in range(config.adversary_steps):
