@@ -176,7 +176,7 @@ def test_cifar100_presets_batch_300_bases_above_1000(name):
 def test_ablation_presets_cover_the_papers_tables_at_both_scales():
     assert {"base", "tab4-no-cos", "tab4-no-con", "tab4-no-task", "tab5-per-class", "tab9-depth0", "tab9-depth2",
             "tab9-depth3", "tab10-ch8", "tab10-ch16", "fig8-1ch", "fig8-1ch-same-memory", "fig8-h2", "fig8-h10",
-            "tab3-plain", "tab3-idc", "tab3-idc-haba"} <= set(ABLATIONS)
+            "tab3-plain", "tab3-idc", "tab3-idc-haba", "tab11-shared-codec"} <= set(ABLATIONS)
     for ablation in ABLATIONS:
         cpu, full = (resolve(f"ablation-{ablation}-{s}", None, {}) for s in ("cpu", "full"))
         assert cpu.recipe == full.recipe == "paper"
@@ -190,11 +190,13 @@ def test_ablation_presets_cover_the_papers_tables_at_both_scales():
         knobs = ("parameterization", "per_class_hallucinators", "basis_channels", "hallucinators", "lambda_cos",
                  "lambda_con", "lambda_task")
         assert [getattr(cpu.distill, k) for k in knobs] == [getattr(full.distill, k) for k in knobs], ablation
-        assert (cpu.distill.hallucinator.depth, cpu.distill.hallucinator.channels) == \
-            (full.distill.hallucinator.depth, full.distill.hallucinator.channels)
+        hall = ("depth", "channels", "shared_codec")
+        assert [getattr(cpu.distill.hallucinator, k) for k in hall] == \
+            [getattr(full.distill.hallucinator, k) for k in hall], ablation
     full = {a: resolve(f"ablation-{a}-full", None, {}).distill for a in ABLATIONS}
     assert full["tab4-no-cos"].lambda_cos == 0 and full["tab4-no-con"].lambda_con == 0
     assert full["tab4-no-task"].lambda_task == 0 and full["tab5-per-class"].per_class_hallucinators
     assert [full[f"tab9-depth{d}"].hallucinator.depth for d in (0, 2, 3)] == [0, 2, 3]
+    assert full["tab11-shared-codec"].hallucinator.shared_codec and not full["base"].hallucinator.shared_codec
     assert (full["fig8-1ch"].bpc, full["fig8-1ch-same-memory"].bpc, full["fig8-1ch"].basis_channels) == (10, 30, 1)
     assert [full[f"tab3-{p}"].parameterization for p in ("plain", "idc", "idc-haba")] == ["plain", "idc", "idc-haba"]

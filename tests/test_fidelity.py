@@ -91,3 +91,36 @@ def test_adversary_order_before_and_legacy_settings(monkeypatch):
                          synth.compose(b_idx[n:], torch.ones(n, dtype=torch.long))])
     assert not torch.allclose(images, now, atol=1e-6) and not torch.allclose(images, now.roll(n, 0), atol=1e-6)
     assert augment is None and momentum == 0.5
+
+
+def test_tab11_shared_encoder_decoder_with_per_hallucinator_affine():
+    from haba_core import SyntheticSet, plan_budget
+
+    cfg = HallucinatorConfig(init="random", shared_codec=True)
+    bank = HallucinatorBank(5, 3, 3, (32, 32), cfg)
+    assert sum(p.numel() for p in bank.parameters()) == 168 + 5 * 6144  # codec once, σ/μ per hallucinator
+    assert bank.enc_w0.shape[0] == 1 and bank.sigma.shape[0] == 5
+    plan = plan_budget(image_shape=(3, 32, 32), num_classes=10, bpc=1, hallucinators=5, hallucinator=cfg)
+    unshared = plan_budget(image_shape=(3, 32, 32), num_classes=10, bpc=1, hallucinators=5,
+                           hallucinator=HallucinatorConfig(init="random"))
+    assert plan.storage.hallucinators == 168 + 5 * 6144 < unshared.storage.hallucinators
+    result = distill(separable_dataset(), tiny_config(iterations=2, hallucinator=HallucinatorConfig(
+        init="random", shared_codec=True)))
+    synth: SyntheticSet = result.synthetic
+    assert result.storage().parameters == synth.stored_parameter_count()
+    x = torch.randn(2, 1, 8, 8)
+    a, b = synth.hallucinators(x, 0), synth.hallucinators(x, 1)
+    assert not torch.allclose(a, b)  # different σ/μ through the same encoder/decoder
+
+
+def test_shared_codec_and_pyramid_sets_round_trip_through_the_file_format(tmp_path):
+    from haba_core import FactorizedDataset
+
+    for i, hall in enumerate((HallucinatorConfig(init="random", shared_codec=True),
+                              HallucinatorConfig(init="random", layout="pyramid", depth=2))):
+        result = distill(separable_dataset(), tiny_config(iterations=1, hallucinator=hall))
+        result.save(tmp_path / str(i))
+        back = FactorizedDataset.load(tmp_path / str(i))
+        assert back.synthetic.hallucinator_config == result.synthetic.hallucinator_config
+        for k, v in result.tensors().items():
+            assert torch.equal(v, back.tensors()[k]), k

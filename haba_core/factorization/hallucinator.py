@@ -45,7 +45,9 @@ class HallucinatorConfig:
     first block has ``channels`` or 8 channels, each further encoder block doubles them with a stride-2
     convolution, σ/μ live at the smallest level, and the decoder mirrors it with bilinear up-sampling before
     each convolution — 10,963 / 16,131 numbers at depth 2 / 3 on 3×32×32, as in Tab. 9). Depth 0 and 1 are
-    the same under both.
+    the same under both. ``shared_codec`` (paper Tab. 11, an option): one encoder/decoder shared by all
+    hallucinators of the bank, each keeping its own σ/μ — stored once, so |H| hallucinators cost
+    codec + |H|·σ/μ.
     """
 
     depth: int = 1
@@ -58,6 +60,7 @@ class HallucinatorConfig:
     affine_stride: int = 1
     match_stats: bool = False
     layout: str = "flat"
+    shared_codec: bool = False
 
     @classmethod
     def official(cls) -> "HallucinatorConfig":
@@ -159,16 +162,18 @@ class HallucinatorBank(nn.Module):
         self.feature_size = plan.level_sizes[-1]
         ah, aw = affine_size(self.feature_size, config.affine_stride)
         transposed = config.padding == "valid"
+        n_codec = 1 if config.shared_codec else count
         for k, (ci, co) in enumerate(enc_io):
-            self.register_parameter(f"enc_w{k}", nn.Parameter(torch.empty(count, co, ci, 3, 3)))
-            self.register_parameter(f"enc_b{k}", nn.Parameter(torch.empty(count, co)))
+            self.register_parameter(f"enc_w{k}", nn.Parameter(torch.empty(n_codec, co, ci, 3, 3)))
+            self.register_parameter(f"enc_b{k}", nn.Parameter(torch.empty(n_codec, co)))
         self.sigma = nn.Parameter(torch.ones(count, feat, ah, aw))
         self.mu = nn.Parameter(torch.zeros(count, feat, ah, aw))
         for k, (ci, co) in enumerate(dec_io):
-            shape = (count, ci, co, 3, 3) if transposed else (count, co, ci, 3, 3)
+            shape = (n_codec, ci, co, 3, 3) if transposed else (n_codec, co, ci, 3, 3)
             self.register_parameter(f"dec_w{k}", nn.Parameter(torch.empty(shape)))
-            self.register_parameter(f"dec_b{k}", nn.Parameter(torch.empty(count, co)))
+            self.register_parameter(f"dec_b{k}", nn.Parameter(torch.empty(n_codec, co)))
         self._enc_io, self._dec_io = enc_io, dec_io
+        self._codec_count = 1 if config.shared_codec else count
         self.reset_parameters(generator)
 
     # ------------------------------------------------------------------ initialisation
@@ -265,8 +270,9 @@ class HallucinatorBank(nn.Module):
         """Run hallucinator ``j`` on a batch ``x`` (N, c', h', w')."""
         pad = 1 if self.config.padding == "same" else 0
         depth, pyramid = self.config.depth, self.config.pyramid
+        jc = 0 if self.config.shared_codec else j  # the encoder/decoder's index
         for k in range(depth):
-            x = self._act(F.conv2d(x, getattr(self, f"enc_w{k}")[j], getattr(self, f"enc_b{k}")[j], padding=pad,
+            x = self._act(F.conv2d(x, getattr(self, f"enc_w{k}")[jc], getattr(self, f"enc_b{k}")[jc], padding=pad,
                                    stride=2 if pyramid and k > 0 else 1))
         sigma, mu = self.sigma[j], self.mu[j]
         if tuple(sigma.shape[-2:]) != tuple(x.shape[-2:]):
@@ -274,7 +280,7 @@ class HallucinatorBank(nn.Module):
             sigma, mu = both[0], both[1]
         x = sigma * x + mu
         for k in range(depth):
-            w, b = getattr(self, f"dec_w{k}")[j], getattr(self, f"dec_b{k}")[j]
+            w, b = getattr(self, f"dec_w{k}")[jc], getattr(self, f"dec_b{k}")[jc]
             if pyramid and k < depth - 1:
                 x = F.interpolate(x, size=self._level_sizes[depth - 2 - k], mode="bilinear", align_corners=False)
             if self.config.padding == "valid":
@@ -308,7 +314,7 @@ class HallucinatorBank(nn.Module):
         return out[inverse]
 
     def parameter_count_each(self) -> int:
-        """Stored numbers of ONE hallucinator."""
+        """Stored numbers of ONE hallucinator (its σ/μ plus the encoder/decoder, shared or not)."""
         return sum(p[0].numel() for p in self.parameters())
 
     def affine_parameters(self) -> list[nn.Parameter]:
@@ -373,9 +379,22 @@ def hallucinator_parameter_count(in_channels: int, out_channels: int, size: tupl
                                  config: HallucinatorConfig) -> int:
     """Stored numbers of one hallucinator, computed without building it."""
     config.validate()
+    affine, codec = _affine_and_codec(in_channels, out_channels, size, config)
+    return affine + codec
+
+
+def _affine_and_codec(in_channels: int, out_channels: int, size: tuple[int, int],
+                      config: HallucinatorConfig) -> tuple[int, int]:
     plan = _layers(in_channels, out_channels, (int(size[0]), int(size[1])), config)
     ah, aw = affine_size(plan.level_sizes[-1], config.affine_stride)
-    total = 2 * plan.feature_channels * ah * aw
-    for ci, co in plan.enc_io + plan.dec_io:
-        total += ci * co * 9 + co
-    return total
+    return 2 * plan.feature_channels * ah * aw, sum(ci * co * 9 + co for ci, co in plan.enc_io + plan.dec_io)
+
+
+def bank_parameter_count(count: int, in_channels: int, out_channels: int, size: tuple[int, int],
+                         config: HallucinatorConfig) -> int:
+    """Stored numbers of ``count`` hallucinators (the encoder/decoder once with ``shared_codec``)."""
+    if count <= 0:
+        return 0
+    config.validate()
+    affine, codec = _affine_and_codec(in_channels, out_channels, size, config)
+    return count * affine + (codec if config.shared_codec else count * codec)
