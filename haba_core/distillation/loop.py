@@ -189,7 +189,8 @@ def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
         if not has_checkpoint(config.checkpoint_dir):
             raise ConfigError(f"nothing to resume: no checkpoint in {config.checkpoint_dir}")
         state = load_checkpoint(config.checkpoint_dir)
-        objective.load_state_dict(state["objective"])  # first: names checkpoints of older formats clearly
+        if state["config"].get("objective") == cfg_dict["objective"]:
+            objective.load_state_dict(state["objective"])  # first: names an older format (MTT's log α) clearly
         check_compatible(state["config"], cfg_dict)
         synth.load_state_dict(state["synthetic"])
         for opt, s in zip(optimizers, state["optimizers"]):
