@@ -73,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="delete an existing non-empty --out first (default: off; refuse to touch it)")
     g = p.add_argument_group("configuration files")
     g.add_argument("--recipe", choices=sorted(RECIPES),
-                   help="starting point below --config/--set/flags: 'paper' (the paper's settings) or 'modest' "
+                   help="starting point below --config/--set/flags: 'paper' (exactly the paper: random hallucinator "
+                        "init, lr_hallucinators = lr_bases, adversary after each update), 'paper-pca' (the paper plus "
+                        "the pca init and lr_bases/100 for hallucinators under DM) or 'modest' "
                         "(measured best at CPU-minutes budgets: down-sampled bases, no adversary, Adam for hallucinators; BENCHMARKS.md) "
                         "(default: the config file's recipe key — the presets say paper —, else modest; paper on digits)")
     g.add_argument("--config", metavar="FILE|PRESET",

@@ -1,5 +1,5 @@
 """``haba-evaluate OUT_DIR``: train fresh networks of one or more architectures on a saved result and
-report their test accuracy (cross-architecture generalisation, paper Tab. 3). Writes OUT_DIR/eval.json."""
+report their test accuracy (cross-architecture generalisation, paper Tab. 2). Writes OUT_DIR/eval.json."""
 
 from __future__ import annotations
 

@@ -5,20 +5,40 @@ L_F = λ_con·L_con + λ_task·L_task on composed images, pulling together featu
 through different hallucinators (supervised contrastive; same-class samples are positives too).
 The synthetic set in turn minimises L_cos, the cosine similarity of F's features for two different
 hallucinators applied to the same basis, which pushes hallucinators apart.
+
+Normalisation ``"paper"`` is Eq. 3/5's 1/|H'|² over the ordered pairs j ≠ k of the |H'| hallucinators each
+basis went through (= (|H'|−1)/|H'| times the mean over pairs, i.e. half of it at |H'| = 2); ``"mean"``
+averages over pairs / anchors (the toolkit before issue 15).
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+NORMALIZATIONS = ("paper", "mean")
+
+
+def _pair_factor(basis_index: Tensor, normalization: str) -> float:
+    """(|H'|−1)/|H'| for "paper" (|H'| = rows per basis), 1 for "mean"."""
+    if normalization == "mean":
+        return 1.0
+    if normalization != "paper":
+        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+    per_basis = basis_index.numel() / max(1, torch.unique(basis_index).numel())
+    return (per_basis - 1.0) / per_basis if per_basis > 0 else 0.0
+
+
 def supervised_contrastive_loss(features: Tensor, labels: Tensor, temperature: float = 0.1,
-                                groups: Tensor | None = None) -> Tensor:
+                                groups: Tensor | None = None, normalization: str = "mean") -> Tensor:
     """SupCon loss (Khosla et al.): positives share a label, or share a ``groups`` id (same basis).
 
-    ``features`` (N, D) are L2-normalised inside. Anchors without any positive are ignored.
+    ``features`` (N, D) are L2-normalised inside. Anchors without any positive are ignored. With ``groups``
+    and ``normalization="paper"`` the mean over anchors is scaled to Eq. 3's 1/|H'|² (see the module doc).
     """
     z = F.normalize(features, dim=1)
     n = z.shape[0]
@@ -35,11 +55,17 @@ def supervised_contrastive_loss(features: Tensor, labels: Tensor, temperature: f
     if not bool(has.any()):
         return features.sum() * 0.0
     mean_log_prob_pos = log_prob.masked_fill(~pos, 0.0).sum(1)[has] / n_pos[has]
-    return -mean_log_prob_pos.mean()
+    factor = _pair_factor(groups, normalization) if groups is not None else 1.0
+    return -mean_log_prob_pos.mean() * factor
 
 
-def pairwise_cosine_loss(features: Tensor, basis_index: Tensor, hallucinator_index: Tensor) -> Tensor:
-    """Mean cosine similarity of features of the same basis through different hallucinators (Eq. 5)."""
+def pairwise_cosine_loss(features: Tensor, basis_index: Tensor, hallucinator_index: Tensor,
+                         normalization: str = "paper") -> Tensor:
+    """Cosine similarity of features of the same basis through different hallucinators (Eq. 5).
+
+    ``"paper"``: per basis, the sum over ordered pairs j ≠ k divided by |H'|², averaged over bases;
+    ``"mean"``: the mean over all such pairs.
+    """
     z = F.normalize(features, dim=1)
     same_basis = basis_index.view(-1, 1) == basis_index.view(1, -1)
     diff_h = hallucinator_index.view(-1, 1) != hallucinator_index.view(1, -1)
@@ -47,17 +73,28 @@ def pairwise_cosine_loss(features: Tensor, basis_index: Tensor, hallucinator_ind
     if not bool(mask.any()):
         return features.sum() * 0.0
     sim = z @ z.t()
-    return sim[mask].mean()
+    if normalization == "mean":
+        return sim[mask].mean()
+    if normalization != "paper":
+        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+    uniq, inverse, rows = torch.unique(basis_index, return_inverse=True, return_counts=True)
+    per_row = (sim * mask).sum(1) / rows[inverse].to(sim.dtype) ** 2
+    return per_row.sum() / uniq.numel()
 
 
 class Adversary:
-    """The feature extractor F with its optimiser; ``step`` trains it on detached composed images."""
+    """The feature extractor F with its optimiser; ``step`` trains it on detached composed images.
 
-    def __init__(self, network: nn.Module, lr: float = 0.001, momentum: float = 0.5,
-                 lambda_con: float = 0.1, lambda_task: float = 1.0, temperature: float = 0.1):
+    η_F = 0.001 is the paper's; momentum 0.9 is the authors' code's (the paper does not state it).
+    """
+
+    def __init__(self, network: nn.Module, lr: float = 0.001, momentum: float = 0.9,
+                 lambda_con: float = 0.1, lambda_task: float = 1.0, temperature: float = 0.1,
+                 normalization: str = "paper"):
         self.network = network
         self.optimizer = torch.optim.SGD(network.parameters(), lr=lr, momentum=momentum)
         self.lambda_con, self.lambda_task, self.temperature = lambda_con, lambda_task, temperature
+        self.normalization = normalization
 
     def features(self, images: Tensor) -> Tensor:
         return self.network(images, return_features=True)[1]
@@ -67,17 +104,22 @@ class Adversary:
         total = images.new_zeros(())
         if self.lambda_con:
             total = total + self.lambda_con * supervised_contrastive_loss(feats, labels, self.temperature,
-                                                                          groups=basis_index)
+                                                                          groups=basis_index,
+                                                                          normalization=self.normalization)
         if self.lambda_task:
             total = total + self.lambda_task * F.cross_entropy(logits, labels)
         return total
 
-    def step(self, images: Tensor, labels: Tensor, basis_index: Tensor) -> float:
-        """One update of F on L_F = λ_con·L_con + λ_task·L_task; returns the loss."""
+    def step(self, images: Tensor, labels: Tensor, basis_index: Tensor,
+             augment: Callable[[Tensor], Tensor] | None = None) -> float:
+        """One update of F on L_F = λ_con·L_con + λ_task·L_task (inputs ``augment``-ed first); returns the loss."""
         if not (self.lambda_con or self.lambda_task):
             return 0.0
         self.network.train()
-        loss = self.loss(images.detach(), labels, basis_index)
+        images = images.detach()
+        if augment is not None:
+            images = augment(images)
+        loss = self.loss(images, labels, basis_index)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from .errors import BudgetError, ConfigError
-from .factorization.hallucinator import HallucinatorConfig, hallucinator_parameter_count
+from .factorization.hallucinator import HallucinatorConfig, bank_parameter_count
 
 BYTES_PER_NUMBER = 4  # float32
 RULES = ("exact", "paper")
@@ -99,9 +99,8 @@ def storage_of(bpc_total: int, basis_shape: tuple[int, int, int], num_hallucinat
     basis_numel = basis_shape[0] * basis_shape[1] * basis_shape[2]
     hall = 0
     if num_hallucinators > 0:
-        each = hallucinator_parameter_count(basis_shape[0], image_shape[0], image_shape[1:],
-                                            hallucinator or HallucinatorConfig())
-        hall = each * num_hallucinators * (num_classes if per_class else 1)
+        hall = bank_parameter_count(num_hallucinators * (num_classes if per_class else 1), basis_shape[0],
+                                    image_shape[0], image_shape[1:], hallucinator or HallucinatorConfig())
     c, h, w = image_shape
     label_bytes = bpc_total * 8
     return StorageReport(bases=bpc_total * basis_numel, hallucinators=hall, extra=extra, label_bytes=label_bytes,
@@ -150,7 +149,10 @@ def plan_budget(*, image_shape: tuple[int, int, int], num_classes: int, paramete
         b = budget // per_class_basis
         return make(b, 0, budget, [])
 
-    each = storage_of(0, shape, 1, image_shape, num_classes, hallucinator, per_class_hallucinators).hallucinators
+    def cost(nh: int) -> int:
+        return storage_of(0, shape, nh, image_shape, num_classes, hallucinator, per_class_hallucinators).hallucinators
+
+    each = cost(1)
     if rule == "paper":
         b = max(1, ipc - 1) * image_numel // basis_numel
         plan = make(b, n_h, budget, [])
@@ -161,7 +163,7 @@ def plan_budget(*, image_shape: tuple[int, int, int], num_classes: int, paramete
     target = max(1, (ipc - 1) * image_numel // basis_numel)
     notes: list[str] = []
     for nh in range(n_h, 0, -1):
-        left = budget - nh * each
+        left = budget - cost(nh)
         if left >= target * per_class_basis:
             b = left // per_class_basis
             if nh < n_h:

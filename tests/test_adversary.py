@@ -16,7 +16,9 @@ def test_cosine_loss_only_compares_same_basis_different_hallucinator():
     b = torch.tensor([0, 1, 0, 1])
     h = torch.tensor([0, 0, 1, 1])
     # pairs: (0,2) same basis 0 -> cos 1 ; (1,3) same basis 1 -> cos 0
-    assert abs(float(pairwise_cosine_loss(feats, b, h)) - 0.5) < 1e-6
+    assert abs(float(pairwise_cosine_loss(feats, b, h, "mean")) - 0.5) < 1e-6
+    # Eq. 5: per basis, the 2 ordered pairs / |H'|² = 4, averaged over the 2 bases -> (2/4 + 0) / 2
+    assert abs(float(pairwise_cosine_loss(feats, b, h)) - 0.25) < 1e-6
     assert float(pairwise_cosine_loss(feats, b, torch.zeros(4, dtype=torch.long))) == 0.0
 
 
@@ -56,3 +58,14 @@ def test_l_cos_decreases_the_similarity_it_measures():
         loss.backward()
         opt.step()
     assert float(measure().detach()) < before - 0.05
+
+
+def test_contrastive_loss_paper_normalisation_is_h_minus_1_over_h_of_the_mean():
+    torch.manual_seed(0)
+    feats, labels = torch.randn(9, 4), torch.tensor([0, 1, 2] * 3)
+    b = torch.tensor([0, 1, 2] * 3)  # 3 bases through 3 hallucinators each
+    mean = supervised_contrastive_loss(feats, labels, groups=b, normalization="mean")
+    paper = supervised_contrastive_loss(feats, labels, groups=b, normalization="paper")
+    assert torch.allclose(paper, mean * 2 / 3)
+    adv = Adversary(get_network("ConvNet", 1, 3, 8, width=8, depth=2))
+    assert adv.optimizer.param_groups[0]["momentum"] == 0.9 and adv.normalization == "paper"

@@ -17,11 +17,15 @@ SHAPES = {"cifar10": ((3, 32, 32), 10), "cifar100": ((3, 32, 32), 100), "svhn": 
           "mnist": ((1, 28, 28), 10), "fashion-mnist": ((1, 28, 28), 10)}
 
 
+PAPER_PRESETS = [n for n in list_presets() if not n.startswith("ablation-")]
+ABLATIONS = sorted({n.removeprefix("ablation-").rsplit("-", 1)[0] for n in list_presets() if n.startswith("ablation-")})
+
+
 def test_shipped_presets():
     assert EXPECTED <= set(list_presets())
 
 
-@pytest.mark.parametrize("name", list_presets())
+@pytest.mark.parametrize("name", PAPER_PRESETS)
 def test_every_preset_parses_and_plans(name):
     run = resolve(name, None, {})
     cfg, s = run.distill, run.settings
@@ -160,3 +164,39 @@ def test_bad_recipe_in_a_file_names_the_file(tmp_path, value):
     path.write_text(f"recipe = {value}\n")
     with pytest.raises(ConfigError, match=r"bad.toml: recipe must be one of modest, paper"):
         resolve(str(path), None, {})
+
+
+@pytest.mark.parametrize("name", [n for n in PAPER_PRESETS if n.startswith("cifar100-")])
+def test_cifar100_presets_batch_300_bases_above_1000(name):
+    cfg = resolve(name, None, {}).distill
+    bases = 100 * (cfg.bpc or cfg.ipc - 1)  # paper rule: BPC = IPC - 1
+    assert cfg.bases_per_step == (300 if bases > 1000 else None)  # paper §4.1
+
+
+def test_ablation_presets_cover_the_papers_tables_at_both_scales():
+    assert {"base", "tab4-no-cos", "tab4-no-con", "tab4-no-task", "tab5-per-class", "tab9-depth0", "tab9-depth2",
+            "tab9-depth3", "tab10-ch8", "tab10-ch16", "fig8-1ch", "fig8-1ch-same-memory", "fig8-h2", "fig8-h10",
+            "tab3-plain", "tab3-idc", "tab3-idc-haba", "tab11-shared-codec"} <= set(ABLATIONS)
+    for ablation in ABLATIONS:
+        cpu, full = (resolve(f"ablation-{ablation}-{s}", None, {}) for s in ("cpu", "full"))
+        assert cpu.recipe == full.recipe == "paper"
+        assert full.settings.dataset == "cifar10" and full.distill.objective == "mtt" and full.distill.zca
+        assert full.distill.net_width == 128 and full.distill.iterations == 5000 and full.settings.eval_epochs == 1000
+        assert cpu.distill.objective == "dm" and cpu.distill.iterations <= 200 and cpu.distill.net_width <= 32
+        for run in (cpu, full):  # only the scale differs: the ablated knob is the same at both scales
+            d = run.distill
+            assert d.hallucinator.init == "random" and d.hallucinator.layout == "pyramid"
+            assert d.resolved_lr_hallucinators == d.resolved_lr_bases  # η_H = η_B
+        knobs = ("parameterization", "per_class_hallucinators", "basis_channels", "hallucinators", "lambda_cos",
+                 "lambda_con", "lambda_task")
+        assert [getattr(cpu.distill, k) for k in knobs] == [getattr(full.distill, k) for k in knobs], ablation
+        hall = ("depth", "channels", "shared_codec")
+        assert [getattr(cpu.distill.hallucinator, k) for k in hall] == \
+            [getattr(full.distill.hallucinator, k) for k in hall], ablation
+    full = {a: resolve(f"ablation-{a}-full", None, {}).distill for a in ABLATIONS}
+    assert full["tab4-no-cos"].lambda_cos == 0 and full["tab4-no-con"].lambda_con == 0
+    assert full["tab4-no-task"].lambda_task == 0 and full["tab5-per-class"].per_class_hallucinators
+    assert [full[f"tab9-depth{d}"].hallucinator.depth for d in (0, 2, 3)] == [0, 2, 3]
+    assert full["tab11-shared-codec"].hallucinator.shared_codec and not full["base"].hallucinator.shared_codec
+    assert (full["fig8-1ch"].bpc, full["fig8-1ch-same-memory"].bpc, full["fig8-1ch"].basis_channels) == (10, 30, 1)
+    assert [full[f"tab3-{p}"].parameterization for p in ("plain", "idc", "idc-haba")] == ["plain", "idc", "idc-haba"]

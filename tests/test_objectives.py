@@ -110,7 +110,7 @@ def test_mtt_lowers_its_loss_and_learns_lr(buffer):
     assert after < before
     syn = syn.clone().requires_grad_(True)
     obj.loss(syn, labels, torch.Generator().manual_seed(0)).backward()
-    assert obj.log_lr.grad is not None and obj.log_lr.grad != 0
+    assert obj.syn_lr.grad is not None and obj.syn_lr.grad != 0
     assert obj.learned_lr() > 0
 
 

@@ -25,6 +25,15 @@ class DistillConfig:
     paper) sends every basis of a step through the same ``hallucinators_per_step`` random hallucinators;
     ``"per_basis"`` draws them independently for each basis, so a step mixes all hallucinators and, with
     ``hallucinators_per_step=1``, costs what a plain step costs.
+
+    The defaults are the paper (recipe ``paper``): randomly initialised hallucinators (``hallucinator.init``
+    "random"; depth ≥ 2 in the Tab. 9 "pyramid" layout), η_H = η_B for every objective
+    (``hallucinator_lr_rule="paper"``; "dm-scaled" is the toolkit's η_B/100 under DM), and the adversary of
+    Alg. 1: trained after the synthetic update on the recomposed pairs (``adversary_order="after"``;
+    "before" trains it on the images composed before the update), SGD with η_F = 0.001 and momentum
+    ``adversary_momentum`` 0.9 and DSA on its inputs when the run uses DSA (``adversary_dsa``) — the paper
+    states neither, the authors' code uses both — and L_cos / L_con normalised by 1/|H'|² over ordered pairs
+    as in Eq. 3/5 (``contrastive_normalization="paper"``; "mean" averages over pairs, 2× at |H'| = 2).
     """
 
     objective: str = "dm"
@@ -33,7 +42,8 @@ class DistillConfig:
     bpc: int | None = None
     hallucinators: int = 5
     budget_rule: str = "exact"
-    hallucinator: HallucinatorConfig = field(default_factory=HallucinatorConfig)
+    hallucinator: HallucinatorConfig = field(default_factory=lambda: HallucinatorConfig(init="random",
+                                                                                         layout="pyramid"))
     basis_channels: int | None = None
     downsample: int | None = None
     per_class_hallucinators: bool = False
@@ -51,10 +61,15 @@ class DistillConfig:
     lr_bases: float | None = None
     lr_hallucinators: float | None = None
     lr_affine: float | None = None
+    hallucinator_lr_rule: str = "paper"
     momentum: float = 0.5
     hallucinator_optimizer: str = "sgd"
     lr_adversary: float = 0.001
     adversary_steps: int = 1
+    adversary_order: str = "after"
+    adversary_momentum: float = 0.9
+    adversary_dsa: bool = True
+    contrastive_normalization: str = "paper"
 
     iterations: int = 1000
     time_limit_s: float | None = None
@@ -89,6 +104,12 @@ class DistillConfig:
             raise ConfigError("hallucinators_per_step must be >= 1 and adversary_steps >= 0")
         if self.hallucinator_pairing not in ("shared", "per_basis"):
             raise ConfigError(f"hallucinator_pairing must be shared|per_basis, got {self.hallucinator_pairing!r}")
+        for name, allowed in (("hallucinator_lr_rule", ("paper", "dm-scaled")), ("adversary_order", ("after", "before")),
+                              ("contrastive_normalization", ("paper", "mean"))):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be {'|'.join(allowed)}, got {getattr(self, name)!r}")
+        if not 0 <= self.adversary_momentum < 1:
+            raise ConfigError(f"adversary_momentum must be in [0, 1), got {self.adversary_momentum}")
         if self.checkpoint_every < 1:
             raise ConfigError("checkpoint_every must be >= 1")
         return self
@@ -111,15 +132,17 @@ class DistillConfig:
 
     @property
     def resolved_lr_hallucinators(self) -> float:
-        """``lr_hallucinators``, else the paper's η_H = η_B — except for DM, where a hallucinator's gradient
-        sums over every composed image it produced and η_B = 1 wrecks the identity-like start: there the
-        default is η_B / 100 (measured in BENCHMARKS.md, ablation "hallucinator learning rate"). Under DC's
+        """``lr_hallucinators``, else the paper's η_H = η_B (``hallucinator_lr_rule="paper"``). With
+        ``hallucinator_lr_rule="dm-scaled"`` (recipe ``paper-pca``) DM uses η_B / 100: a hallucinator's gradient
+        sums over every composed image it produced and η_B = 1 wrecks the identity-like start of the pca init
+        (measured in BENCHMARKS.md, ablation "hallucinator learning rate"). Under DC's
         scale-free (cosine) loss, SGD lets the hallucinators' output grow without bound at any of these rates
         (BENCHMARKS.md, "hallucinator drift"); ``hallucinator_optimizer="adam"`` with lr 1e-4 (the ``modest``
         recipe) keeps every step bounded."""
         if self.lr_hallucinators is not None:
             return self.lr_hallucinators
-        return self.resolved_lr_bases * (0.01 if self.objective == "dm" else 1.0)
+        scaled = self.hallucinator_lr_rule == "dm-scaled" and self.objective == "dm"
+        return self.resolved_lr_bases * (0.01 if scaled else 1.0)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -130,16 +153,21 @@ class DistillConfig:
         return _from_dict(cls, data, "")
 
 
-def _from_dict(kind: type, data: dict[str, Any], where: str) -> Any:
+def _from_dict(kind: type, data: dict[str, Any], where: str, defaults: Any = None) -> Any:
+    """Nested tables start from the enclosing dataclass's default (e.g. DistillConfig's paper hallucinator)."""
     known = {f.name: f for f in fields(kind)}
     kwargs = {}
-    defaults = kind()
+    defaults = kind() if defaults is None else defaults
     for key, value in data.items():
         if key not in known:
             raise ConfigError(f"unknown configuration key {where}{key!r}; known: {', '.join(sorted(known))}")
         current = getattr(defaults, key)
         if is_dataclass(current) and isinstance(value, dict):
-            kwargs[key] = _from_dict(type(current), value, f"{where}{key}.")
+            kwargs[key] = _from_dict(type(current), value, f"{where}{key}.", current)
         else:
             kwargs[key] = value
+    if where:  # a nested table: fields it leaves out keep the enclosing default's values
+        base = {f.name: getattr(defaults, f.name) for f in fields(kind)}
+        base.update(kwargs)
+        kwargs = base
     return kind(**kwargs)

@@ -178,8 +178,9 @@ def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
     optimizers = _optimizer_groups(config, synth, objective)
     adversary = None
     if synth.is_factorized and (config.lambda_cos or config.lambda_con or config.lambda_task):
-        adversary = Adversary(make_network(generator), config.lr_adversary, lambda_con=config.lambda_con,
-                              lambda_task=config.lambda_task, temperature=config.temperature)
+        adversary = Adversary(make_network(generator), config.lr_adversary, momentum=config.adversary_momentum,
+                              lambda_con=config.lambda_con, lambda_task=config.lambda_task,
+                              temperature=config.temperature, normalization=config.contrastive_normalization)
 
     start = 0
     history: list[dict[str, float]] = []
@@ -188,13 +189,14 @@ def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
         if not has_checkpoint(config.checkpoint_dir):
             raise ConfigError(f"nothing to resume: no checkpoint in {config.checkpoint_dir}")
         state = load_checkpoint(config.checkpoint_dir)
+        if state["config"].get("objective") == cfg_dict["objective"]:
+            objective.load_state_dict(state["objective"])  # first: names an older format (MTT's log α) clearly
         check_compatible(state["config"], cfg_dict)
         synth.load_state_dict(state["synthetic"])
         for opt, s in zip(optimizers, state["optimizers"]):
             opt.load_state_dict(s)
         if adversary is not None:
             adversary.load_state_dict(state["adversary"])
-        objective.load_state_dict(state["objective"])
         generator.set_state(state["generator"])
         start = int(state["iteration"])
         history = list(state.get("history", []))
@@ -214,7 +216,7 @@ def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
     iter_times: list[float] = []
     for it in range(start, config.iterations):
         t_it = time.perf_counter()
-        losses = _step(config, synth, objective, adversary, optimizers, generator, all_bases, n_h, device)
+        losses = _step(config, synth, objective, adversary, optimizers, generator, all_bases, n_h, device, dsa)
         if not all(math.isfinite(v) for v in losses.as_dict().values()):
             raise NonFiniteLossError(
                 f"non-finite loss at iteration {it} ({losses.as_dict()}); "
@@ -262,8 +264,13 @@ def _compose_per_basis(synth: SyntheticSet, basis_idx: Tensor, k: int, n_h: int,
 
 def _step(config: DistillConfig, synth: SyntheticSet, objective: Objective, adversary: Adversary | None,
           optimizers: list[torch.optim.Optimizer], generator: torch.Generator, all_bases: Tensor, n_h: int,
-          device: torch.device) -> StepLosses:
-    """One iteration: compose pairs, L_S = λ_DD·L_DD + λ_cos·L_cos, update S, then update F."""
+          device: torch.device, dsa: DSA | None = None) -> StepLosses:
+    """One iteration (Alg. 1): compose pairs, L_S = λ_DD·L_DD + λ_cos·L_cos, update S, then update F on the
+    same pairs recomposed by the updated S (``adversary_order="after"``) or on the pre-update images."""
+    augment = None
+    if dsa is not None and config.adversary_dsa:
+        def augment(x: Tensor) -> Tensor:
+            return dsa(x, generator=generator)
     if config.bases_per_step and config.bases_per_step < all_bases.numel():
         basis_idx = all_bases[torch.randperm(all_bases.numel(), generator=generator)[: config.bases_per_step].to(device)]
     else:
@@ -285,7 +292,8 @@ def _step(config: DistillConfig, synth: SyntheticSet, objective: Objective, adve
         for p in adversary.network.parameters():
             p.requires_grad_(False)
         adversary.network.eval()
-        l_cos = pairwise_cosine_loss(adversary.features(images), b_idx, h_idx)
+        l_cos = pairwise_cosine_loss(adversary.features(augment(images) if augment else images), b_idx, h_idx,
+                                     config.contrastive_normalization)
         for p in adversary.network.parameters():
             p.requires_grad_(True)
         loss = loss + config.lambda_cos * l_cos
@@ -295,10 +303,15 @@ def _step(config: DistillConfig, synth: SyntheticSet, objective: Objective, adve
         loss.backward()
         for opt in optimizers:
             opt.step()
+        objective.after_step()
     adv_loss = 0.0
-    if adversary is not None:
+    if adversary is not None and config.adversary_steps:
+        adv_images = images.detach()
+        if config.adversary_order == "after":
+            with torch.no_grad():
+                adv_images = synth.compose(b_idx, h_idx)
         for _ in range(config.adversary_steps):
-            adv_loss = adversary.step(images.detach(), labels, b_idx)
+            adv_loss = adversary.step(adv_images, labels, b_idx, augment)
 
     def sample() -> tuple[Tensor, Tensor]:
         return synth.sample_epoch(generator)

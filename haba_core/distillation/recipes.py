@@ -1,7 +1,12 @@
 """Named starting points for :class:`DistillConfig`.
 
-``paper``  — the HaBa paper's settings (the dataclass defaults).
-``modest`` — the combination measured best at modest compute (minutes on a CPU, ~1k iterations;
+``paper``     — exactly the HaBa paper (the dataclass defaults): randomly initialised hallucinators
+                (Alg. 1 l.1), η_H = η_B for every objective (§4.1), the adversary trained after each
+                synthetic update with η_F = 0.001, and λ_DD, λ_cos, λ_con, λ_task = 1, 0.1, 0.1, 1 (Tab. 13)
+                with Eq. 3/5's normalisation.
+``paper-pca`` — the paper plus two improvements of this toolkit (what ``paper`` meant before issue 15):
+                the data-driven ``pca`` hallucinator init and η_H = η_B / 100 under DM.
+``modest``    — the combination measured best at modest compute (minutes on a CPU, ~1k iterations;
              BENCHMARKS.md, issue 8): 2× down-sampled bases (``idc-haba``), σ/μ stored at half
              resolution, no adversary (at short budgets its cost buys no accuracy), and Adam with
              lr 1e-4 for the hallucinators: bounded steps keep them near their data-driven start
@@ -18,7 +23,8 @@ from .config import DistillConfig
 
 RECIPES: dict[str, dict[str, Any]] = {
     "paper": {},
-    "modest": {"parameterization": "idc-haba", "hallucinator": {"init": "pca", "affine_stride": 2},
+    "paper-pca": {"hallucinator": {"init": "pca", "layout": "flat"}, "hallucinator_lr_rule": "dm-scaled"},
+    "modest": {"parameterization": "idc-haba", "hallucinator": {"init": "pca", "affine_stride": 2, "layout": "flat"},
                "lambda_cos": 0.0, "lambda_con": 0.0, "lambda_task": 0.0,
                "hallucinator_optimizer": "adam", "lr_hallucinators": 1e-4},
 }

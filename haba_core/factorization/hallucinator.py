@@ -40,6 +40,14 @@ class HallucinatorConfig:
     image to its basis's mean and standard deviation (over all pixels; an option of this toolkit, not the
     paper): instance-normalised distillation networks barely see image scale, so under DM the hallucinators'
     output scale can drift far from the data's (BENCHMARKS.md, continual section); this anchors it.
+    ``layout`` shapes hallucinators of depth ≥ 2: "flat" (this class's default; every block keeps c''
+    channels at full resolution) or "pyramid" (the paper's Tab. 9, and :class:`DistillConfig`'s default: the
+    first block has ``channels`` or 8 channels, each further encoder block doubles them with a stride-2
+    convolution, σ/μ live at the smallest level, and the decoder mirrors it with bilinear up-sampling before
+    each convolution — 10,963 / 16,131 numbers at depth 2 / 3 on 3×32×32, as in Tab. 9). Depth 0 and 1 are
+    the same under both. ``shared_codec`` (paper Tab. 11, an option): one encoder/decoder shared by all
+    hallucinators of the bank, each keeping its own σ/μ — stored once, so |H| hallucinators cost
+    codec + |H|·σ/μ.
     """
 
     depth: int = 1
@@ -51,6 +59,8 @@ class HallucinatorConfig:
     pca_scale: float = 1.0
     affine_stride: int = 1
     match_stats: bool = False
+    layout: str = "flat"
+    shared_codec: bool = False
 
     @classmethod
     def official(cls) -> "HallucinatorConfig":
@@ -74,6 +84,52 @@ class HallucinatorConfig:
             raise ConfigError(f"affine_stride must be >= 1, got {self.affine_stride}")
         if self.channels is not None and self.channels < 1:
             raise ConfigError(f"hallucinator channels must be >= 1, got {self.channels}")
+        if self.layout not in ("flat", "pyramid"):
+            raise ConfigError(f"hallucinator layout must be flat|pyramid, got {self.layout!r}")
+        if self.pyramid and self.init in ("identity", "pca"):
+            raise ConfigError(f"the {self.init} hallucinator init needs layout='flat' at depth >= 2 (a pyramid "
+                              "hallucinator down-samples and cannot start as the identity)")
+        if self.pyramid and self.padding != "same":
+            raise ConfigError("a pyramid hallucinator (depth >= 2) needs padding='same'; use layout='flat'")
+
+    @property
+    def pyramid(self) -> bool:
+        """True when the blocks down-sample (layout "pyramid" at depth >= 2)."""
+        return self.layout == "pyramid" and self.depth >= 2
+
+
+@dataclass
+class _Layers:
+    enc_io: list[tuple[int, int]]
+    dec_io: list[tuple[int, int]]
+    feature_channels: int
+    level_sizes: list[tuple[int, int]]  # spatial size after each encoder block (feature size = last)
+
+
+def _layers(in_channels: int, out_channels: int, size: tuple[int, int], config: HallucinatorConfig) -> _Layers:
+    """Channel and size plan of one hallucinator (shared by the bank and the parameter count)."""
+    depth = config.depth
+    if depth == 0:
+        if in_channels != out_channels:
+            raise ConfigError("a depth-0 hallucinator (affine only) needs basis channels == image channels")
+        return _Layers([], [], in_channels, [size])
+    if config.pyramid:
+        widths = [(config.channels or 8) * 2 ** k for k in range(depth)]
+        sizes = [size]
+        for _ in range(depth - 1):
+            sizes.append((-(-sizes[-1][0] // 2), -(-sizes[-1][1] // 2)))
+        enc_io = [(in_channels if k == 0 else widths[k - 1], widths[k]) for k in range(depth)]
+        dec_io = [(widths[depth - 1 - k], widths[depth - 2 - k] if k < depth - 1 else out_channels)
+                  for k in range(depth)]
+        return _Layers(enc_io, dec_io, widths[-1], sizes)
+    feat = config.channels or out_channels
+    shrink = 2 * depth if config.padding == "valid" else 0
+    fh, fw = size[0] - shrink, size[1] - shrink
+    if fh < 1 or fw < 1:
+        raise ConfigError(f"valid-padding hallucinator of depth {depth} does not fit a {size} basis")
+    enc_io = [(in_channels if k == 0 else feat, feat) for k in range(depth)]
+    dec_io = [(feat, feat if k < depth - 1 else out_channels) for k in range(depth)]
+    return _Layers(enc_io, dec_io, feat, [(fh, fw)])
 
 
 def _uniform_(t: Tensor, fan_in: int, generator: torch.Generator | None) -> None:
@@ -99,32 +155,25 @@ class HallucinatorBank(nn.Module):
         self.count, self.in_channels, self.out_channels = count, in_channels, out_channels
         self.size = (int(size[0]), int(size[1]))
         self.config = config
-        depth = config.depth
-        feat = config.channels or out_channels
-        if depth == 0:
-            if in_channels != out_channels:
-                raise ConfigError("a depth-0 hallucinator (affine only) needs basis channels == image channels")
-            feat = in_channels
+        plan = _layers(in_channels, out_channels, self.size, config)
+        feat, enc_io, dec_io = plan.feature_channels, plan.enc_io, plan.dec_io
         self.feature_channels = feat
-        shrink = 2 * depth if config.padding == "valid" else 0
-        fh, fw = self.size[0] - shrink, self.size[1] - shrink
-        if fh < 1 or fw < 1:
-            raise ConfigError(f"valid-padding hallucinator of depth {depth} does not fit a {self.size} basis")
-        self.feature_size = (fh, fw)
-        ah, aw = affine_size((fh, fw), config.affine_stride)
-        enc_io = [(in_channels if k == 0 else feat, feat) for k in range(depth)]
-        dec_io = [(feat, feat if k < depth - 1 else out_channels) for k in range(depth)]
+        self._level_sizes = plan.level_sizes
+        self.feature_size = plan.level_sizes[-1]
+        ah, aw = affine_size(self.feature_size, config.affine_stride)
         transposed = config.padding == "valid"
+        n_codec = 1 if config.shared_codec else count
         for k, (ci, co) in enumerate(enc_io):
-            self.register_parameter(f"enc_w{k}", nn.Parameter(torch.empty(count, co, ci, 3, 3)))
-            self.register_parameter(f"enc_b{k}", nn.Parameter(torch.empty(count, co)))
+            self.register_parameter(f"enc_w{k}", nn.Parameter(torch.empty(n_codec, co, ci, 3, 3)))
+            self.register_parameter(f"enc_b{k}", nn.Parameter(torch.empty(n_codec, co)))
         self.sigma = nn.Parameter(torch.ones(count, feat, ah, aw))
         self.mu = nn.Parameter(torch.zeros(count, feat, ah, aw))
         for k, (ci, co) in enumerate(dec_io):
-            shape = (count, ci, co, 3, 3) if transposed else (count, co, ci, 3, 3)
+            shape = (n_codec, ci, co, 3, 3) if transposed else (n_codec, co, ci, 3, 3)
             self.register_parameter(f"dec_w{k}", nn.Parameter(torch.empty(shape)))
-            self.register_parameter(f"dec_b{k}", nn.Parameter(torch.empty(count, co)))
+            self.register_parameter(f"dec_b{k}", nn.Parameter(torch.empty(n_codec, co)))
         self._enc_io, self._dec_io = enc_io, dec_io
+        self._codec_count = 1 if config.shared_codec else count
         self.reset_parameters(generator)
 
     # ------------------------------------------------------------------ initialisation
@@ -220,16 +269,20 @@ class HallucinatorBank(nn.Module):
     def single(self, x: Tensor, j: int) -> Tensor:
         """Run hallucinator ``j`` on a batch ``x`` (N, c', h', w')."""
         pad = 1 if self.config.padding == "same" else 0
-        depth = self.config.depth
+        depth, pyramid = self.config.depth, self.config.pyramid
+        jc = 0 if self.config.shared_codec else j  # the encoder/decoder's index
         for k in range(depth):
-            x = self._act(F.conv2d(x, getattr(self, f"enc_w{k}")[j], getattr(self, f"enc_b{k}")[j], padding=pad))
+            x = self._act(F.conv2d(x, getattr(self, f"enc_w{k}")[jc], getattr(self, f"enc_b{k}")[jc], padding=pad,
+                                   stride=2 if pyramid and k > 0 else 1))
         sigma, mu = self.sigma[j], self.mu[j]
         if tuple(sigma.shape[-2:]) != tuple(x.shape[-2:]):
             both = F.interpolate(torch.stack([sigma, mu]), size=x.shape[-2:], mode="bilinear", align_corners=False)
             sigma, mu = both[0], both[1]
         x = sigma * x + mu
         for k in range(depth):
-            w, b = getattr(self, f"dec_w{k}")[j], getattr(self, f"dec_b{k}")[j]
+            w, b = getattr(self, f"dec_w{k}")[jc], getattr(self, f"dec_b{k}")[jc]
+            if pyramid and k < depth - 1:
+                x = F.interpolate(x, size=self._level_sizes[depth - 2 - k], mode="bilinear", align_corners=False)
             if self.config.padding == "valid":
                 x = F.conv_transpose2d(x, w, b)
             else:
@@ -261,7 +314,7 @@ class HallucinatorBank(nn.Module):
         return out[inverse]
 
     def parameter_count_each(self) -> int:
-        """Stored numbers of ONE hallucinator."""
+        """Stored numbers of ONE hallucinator (its σ/μ plus the encoder/decoder, shared or not)."""
         return sum(p[0].numel() for p in self.parameters())
 
     def affine_parameters(self) -> list[nn.Parameter]:
@@ -326,14 +379,22 @@ def hallucinator_parameter_count(in_channels: int, out_channels: int, size: tupl
                                  config: HallucinatorConfig) -> int:
     """Stored numbers of one hallucinator, computed without building it."""
     config.validate()
-    depth = config.depth
-    feat = in_channels if depth == 0 else (config.channels or out_channels)
-    shrink = 2 * depth if config.padding == "valid" else 0
-    ah, aw = affine_size((size[0] - shrink, size[1] - shrink), config.affine_stride)
-    total = 2 * feat * ah * aw
-    for k in range(depth):
-        ci = in_channels if k == 0 else feat
-        total += feat * ci * 9 + feat
-        co = feat if k < depth - 1 else out_channels
-        total += co * feat * 9 + co
-    return total
+    affine, codec = _affine_and_codec(in_channels, out_channels, size, config)
+    return affine + codec
+
+
+def _affine_and_codec(in_channels: int, out_channels: int, size: tuple[int, int],
+                      config: HallucinatorConfig) -> tuple[int, int]:
+    plan = _layers(in_channels, out_channels, (int(size[0]), int(size[1])), config)
+    ah, aw = affine_size(plan.level_sizes[-1], config.affine_stride)
+    return 2 * plan.feature_channels * ah * aw, sum(ci * co * 9 + co for ci, co in plan.enc_io + plan.dec_io)
+
+
+def bank_parameter_count(count: int, in_channels: int, out_channels: int, size: tuple[int, int],
+                         config: HallucinatorConfig) -> int:
+    """Stored numbers of ``count`` hallucinators (the encoder/decoder once with ``shared_codec``)."""
+    if count <= 0:
+        return 0
+    config.validate()
+    affine, codec = _affine_and_codec(in_channels, out_channels, size, config)
+    return count * affine + (codec if config.shared_codec else count * codec)

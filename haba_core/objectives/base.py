@@ -60,6 +60,9 @@ class Objective:
     def after_update(self, sample_synthetic: SyntheticSampler, generator: torch.Generator) -> None:
         """Hook run after each synthetic update (DC trains its network here)."""
 
+    def after_step(self) -> None:
+        """Hook run right after the optimisers stepped (MTT clamps its learned lr here)."""
+
     def extra_parameters(self) -> list[nn.Parameter]:
         """Learnable parameters the objective owns and that must be stored (MTT's learning rate)."""
         return []

@@ -18,8 +18,9 @@ from .experts import load_buffer
 @dataclass
 class MTTConfig:
     """``syn_steps`` N unrolled student steps, ``expert_epochs`` M expert epochs to match, start epochs
-    drawn below ``max_start_epoch``; ``lr_init`` initial synthetic lr (kept positive as exp(log α));
-    ``lr_lr`` its learning rate; ``batch_syn`` synthetic minibatch per unrolled step (None = all)."""
+    drawn below ``max_start_epoch``; ``lr_init`` initial synthetic lr α; ``lr_lr`` its learning rate (α itself
+    is the parameter, stepped by SGD with momentum 0.5 as in MTT, then clamped at ``lr_min`` so it stays
+    positive); ``batch_syn`` synthetic minibatch per unrolled step (None = all)."""
 
     buffer: str | None = None
     syn_steps: int = 20
@@ -27,6 +28,7 @@ class MTTConfig:
     max_start_epoch: int = 20
     lr_init: float = 0.01
     lr_lr: float = 1e-5
+    lr_min: float = 1e-4
     batch_syn: int | None = None
 
 
@@ -57,7 +59,10 @@ class MTTObjective(Objective):
             raise ConfigError(f"expert_epochs={self.config.expert_epochs} needs a buffer with more than that many "
                               f"epochs (it has {epochs})")
         self.max_start = max(1, min(self.config.max_start_epoch, epochs - self.config.expert_epochs + 1))
-        self.log_lr = nn.Parameter(torch.tensor(math.log(self.config.lr_init), device=ctx.device))
+        if not (self.config.lr_init > 0 and 0 < self.config.lr_min <= self.config.lr_init):
+            raise ConfigError(f"mtt.lr_init ({self.config.lr_init}) and mtt.lr_min ({self.config.lr_min}) must be "
+                              "positive with lr_min <= lr_init")
+        self.syn_lr = nn.Parameter(torch.tensor(float(self.config.lr_init), device=ctx.device))
         for p in self.net.parameters():
             p.requires_grad_(False)
 
@@ -71,7 +76,7 @@ class MTTObjective(Objective):
 
     @property
     def lr(self) -> Tensor:
-        return self.log_lr.exp()
+        return self.syn_lr
 
     def loss(self, images: Tensor, labels: Tensor, generator: torch.Generator) -> Tensor:
         device = images.device
@@ -99,14 +104,28 @@ class MTTObjective(Objective):
         return num / den
 
     def extra_parameters(self) -> list[nn.Parameter]:
-        return [self.log_lr]
+        return [self.syn_lr]
+
+    def after_step(self) -> None:
+        """Keep α positive after its SGD step (clamped at ``lr_min``)."""
+        with torch.no_grad():
+            self.syn_lr.clamp_(min=self.config.lr_min)
 
     def learned_lr(self) -> float:
         return float(self.lr.detach())
 
     def state_dict(self) -> dict:
-        return {"log_lr": self.log_lr.detach().clone()}
+        return {"lr": self.syn_lr.detach().clone()}
 
     def load_state_dict(self, state: dict) -> None:
+        if "lr" not in state:
+            if "log_lr" in state:
+                raise FormatError("this checkpoint stores MTT's learning rate as log α (written before the fix of "
+                                  "issue 15, when α barely learned); it cannot be resumed: start the run again")
+            raise FormatError("checkpoint lacks MTT's learned learning rate ('lr')")
+        value = state["lr"]
+        if not isinstance(value, torch.Tensor) or value.numel() != 1 or not bool(torch.isfinite(value).all()) \
+                or float(value) <= 0:
+            raise FormatError("checkpoint's MTT learning rate must be one finite positive number")
         with torch.no_grad():
-            self.log_lr.copy_(state["log_lr"].to(self.log_lr.device))
+            self.syn_lr.copy_(value.reshape(()).to(self.syn_lr.device))
