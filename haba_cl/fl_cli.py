@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from haba_core import RECIPES
+
 from .cli_parser import OneLineParser
 
 PROG = "haba-fl"
@@ -50,9 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("inprocess", "ray"), default="inprocess",
                    help="inprocess (default, no Ray) or ray (flwr.simulation.run_simulation)")
     g = p.add_argument_group("HaBa clients")
-    g.add_argument("--recipe", choices=("modest", "paper"), default=None,
+    g.add_argument("--recipe", choices=sorted(RECIPES), default=None,
                    help="client distillation starting point (haba_core recipes): modest (default; measured best at "
-                        "CPU-minutes budgets) or paper (the paper's settings; the default on the 8x8 digits)")
+                        "CPU-minutes budgets), paper (exactly the paper) or paper-pca (the paper with pca-initialised "
+                        "hallucinators; the default on the 8x8 digits)")
     g.add_argument("--objective", default="dm", help="distillation objective (default dm)")
     g.add_argument("--ipc", type=int, default=2, help="budget in images per class per client (default 2)")
     g.add_argument("--hallucinators", type=int, default=5, help="hallucinators per client (default 5)")

@@ -83,5 +83,5 @@ def test_default_recipe_is_modest_except_on_the_8x8_digits():
         return run_config_overrides(build_parser().parse_args(list(argv)), "haba")["recipe"]
 
     assert recipe_of("--dataset", "mnist") == "modest"
-    assert recipe_of("--dataset", "digits") == "paper"
+    assert recipe_of("--dataset", "digits") == "paper-pca"
     assert recipe_of("--dataset", "digits", "--recipe", "modest") == "modest"
