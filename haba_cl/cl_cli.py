@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--objective", default=None, help="distillation objective (dm, dc, dsa, mtt); default dm")
     p.add_argument("--distill-iterations", type=int, default=None,
                    help="distillation iterations per experience (default: by device — the recipe's 1000 on CUDA, "
-                        "at most 60 iterations or 300 s on a CPU)")
+                        "at most 60 iterations or 120 s on a CPU)")
     p.add_argument("--distill-seconds", type=float, default=None,
                    help="wall-clock cap on each experience's memory update (default: by device, see above)")
     p.add_argument("--distill-width", type=int, default=None, help="width of the distillation ConvNet (default: 128)")

@@ -44,9 +44,9 @@ class ComputeBudget:
 
 #: On CUDA: the paper's scale (the config's 1000 DM iterations per experience, no time cap).
 GPU_BUDGET = ComputeBudget()
-#: On a CPU: 60 DM iterations (the Split CIFAR-10 setting measured in BENCHMARKS.md) and at most 5 minutes
-#: per experience — about 1 to 3 minutes per experience at width 128 on two cores (docs/continual.md).
-CPU_BUDGET = ComputeBudget(iterations=60, seconds=300.0)
+#: On a CPU: 60 DM iterations (the Split CIFAR-10 setting measured in BENCHMARKS.md) and at most 2 minutes
+#: per experience, whichever comes first (width 128 measured 4-5 s per iteration on a busy 2-core CPU; docs/continual.md).
+CPU_BUDGET = ComputeBudget(iterations=60, seconds=120.0)
 
 BudgetSpec = Union[ComputeBudget, str, None]
 
