@@ -141,7 +141,8 @@ def build_strategy(name: str, *, model: torch.nn.Module, optimizer: torch.optim.
                    mem_size: int, batch_size_mem: Optional[int], train_mb_size: int, train_epochs: int,
                    eval_mb_size: int, device: Any, evaluator: Any, distill_config: DistillConfig,
                    hallucinator_share: float = 0.2, input_normalization=None, seed: int = 0,
-                   verbose: bool = False, compute_budget: Any = "auto", lwf_alpha: float = 1.0,
+                   verbose: bool = False, compute_budget: Any = "auto", progress: Optional[bool] = None,
+                   lwf_alpha: float = 1.0,
                    lwf_temperature: float = 2.0, ewc_lambda: float = 0.4) -> BuiltStrategy:
     """One of :data:`STRATEGIES`, ready for ``train``/``eval``."""
     common = dict(model=model, optimizer=optimizer, criterion=criterion, train_mb_size=train_mb_size,
@@ -152,7 +153,7 @@ def build_strategy(name: str, *, model: torch.nn.Module, optimizer: torch.optim.
             cfg.parameterization = "plain"
         strat = HabaReplay(mem_size=mem_size, batch_size_mem=batch_size_mem, distill_config=cfg,
                            hallucinator_share=hallucinator_share, input_normalization=input_normalization,
-                           seed=seed, compute_budget=compute_budget, verbose=verbose, **common)
+                           seed=seed, compute_budget=compute_budget, progress=progress, verbose=verbose, **common)
         return BuiltStrategy(name, strat, plugin=strat.haba_plugin)
     if name in ("replay", "herding"):
         storage = (ClassBalancedBuffer(mem_size, adaptive_size=True) if name == "replay"

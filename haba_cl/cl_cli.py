@@ -180,6 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             torch.set_num_threads(args.threads)
         config = config_from_args(args)
+        config.progress = not args.quiet
         from .cl_runner import format_table, run
 
         log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, flush=True))

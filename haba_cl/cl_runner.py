@@ -81,6 +81,7 @@ class RunConfig:
     lwf_temperature: float = 2.0
     ewc_lambda: float = 0.4
     plots: bool = True
+    progress: bool = False  # a tqdm bar during each HaBa/DM memory update (haba-cl: on unless --quiet)
 
     def validate(self) -> "RunConfig":
         self.benchmark = check_benchmark(self.benchmark)
@@ -193,7 +194,8 @@ def run_one(config: RunConfig, data: SplitData, name: str, seed: int, device: to
                            eval_mb_size=config.eval_batch_size, device=device, evaluator=_evaluator(config.verbose),
                            distill_config=config.distill_config(device), hallucinator_share=config.hallucinator_share,
                            input_normalization=(data.mean, data.std), seed=seed, verbose=config.verbose,
-                           compute_budget=config.compute_budget(), lwf_alpha=config.lwf_alpha,
+                           compute_budget=config.compute_budget(), progress=config.progress or None,
+                           lwf_alpha=config.lwf_alpha,
                            lwf_temperature=config.lwf_temperature, ewc_lambda=config.ewc_lambda)
     strategy = built.strategy
     t0 = time.perf_counter()

@@ -173,3 +173,13 @@ def test_help_states_each_default_once(capsys):
     assert "(default: None)" not in text and ") (default" not in text
     for name in ("er", "gdumb", "lwf", "ewc"):
         assert name in text
+
+
+def test_memory_updates_show_a_progress_bar_unless_quiet(tmp_path, capsys):
+    argv = ["--benchmark", "split-digits", "--n-experiences", "2", "--strategies", "haba", "--mem-size", "40",
+            "--train-per-class", "8", "--test-per-class", "4", *[a for a in TINY if a != "--quiet"]]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "memory update, experience 0" in err and "memory update, experience 1" in err
+    assert main([*argv, "--quiet"]) == 0
+    assert "memory update" not in capsys.readouterr().err
