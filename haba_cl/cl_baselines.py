@@ -1,12 +1,15 @@
-"""The strategies ``haba-cl`` compares, all at the same memory bytes (``mem_size`` images of float32 numbers).
+"""The strategies ``haba-cl`` compares; the memory strategies all at the same bytes (``mem_size`` images).
 
 ``haba``    HaBa replay: :class:`strategies.HabaReplayPlugin` (factorized DM-distilled memory).
 ``dm``      the same plugin with ``parameterization="plain"``: plain DM-distilled images, no factorization.
-``replay``  Avalanche's ``ReplayPlugin`` with a class-balanced random buffer (``ClassBalancedBuffer``)
-            — Avalanche's ``Replay`` strategy itself has no storage-policy argument, so this is ``Naive``
-            plus that plugin, which is what ``Replay`` does with its default experience-balanced buffer.
-``herding`` the same ``ReplayPlugin`` with :class:`HerdingClassBalancedBuffer`: per class, exemplars chosen
-            by herding (``haba_core.coreset.herding_select``) on the model's L2-normalised features.
+``replay``  Avalanche's ``ReplayPlugin`` with its class-balanced random buffer (``ClassBalancedBuffer``) on
+            ``Naive`` — the class-balanced twin of Avalanche's ``Replay``, honouring ``batch_size_mem``.
+``er``      Avalanche's own ``Replay`` strategy as shipped (experience-balanced buffer).
+``herding`` Avalanche's ``ReplayPlugin`` with its ``ParametricBuffer(groupby="class")`` and
+            ``HerdingSelectionStrategy`` (iCaRL herding) on the model's L2-normalised penultimate features.
+``gdumb``   Avalanche's ``GDumb`` (class-balanced greedy memory, model retrained from scratch on it).
+``lwf``     Avalanche's ``LwF`` (distillation from the previous model; no memory).
+``ewc``     Avalanche's ``EWC`` (weight importance; no image memory).
 ``naive``   fine-tuning without memory (lower bound).
 """
 
@@ -17,18 +20,18 @@ from typing import Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
-from avalanche.training import Naive
+from avalanche.training import EWC, GDumb, LwF, Naive, Replay
 from avalanche.training.plugins import ReplayPlugin
-from avalanche.training.storage_policy import ClassBalancedBuffer, ExemplarsBuffer
+from avalanche.training.storage_policy import ClassBalancedBuffer, HerdingSelectionStrategy, ParametricBuffer
 from torch.utils.data import DataLoader
 
 from haba_core import (BudgetError, ConfigError, DistillConfig, FactorizedDataset, Preprocessor, SyntheticSet,
                        UnknownNameError)
-from haba_core.coreset import herding_select
 from strategies import HabaReplay, HabaReplayPlugin
 
-STRATEGIES = ("haba", "replay", "herding", "dm", "naive")
-MEMORY_STRATEGIES = ("haba", "replay", "herding", "dm")
+STRATEGIES = ("haba", "replay", "herding", "dm", "naive", "er", "gdumb", "lwf", "ewc")
+MEMORY_STRATEGIES = ("haba", "replay", "herding", "dm", "er", "gdumb")
+IMAGE_BUFFERS = ("replay", "herding", "er", "gdumb")  # real images: mem_size must cover one per class
 
 
 def check_strategies(names: str | list[str]) -> list[str]:
@@ -41,81 +44,48 @@ def check_strategies(names: str | list[str]) -> list[str]:
     return list(dict.fromkeys(items))
 
 
-def _balanced_lengths(total: int, classes: list[int]) -> dict[int, int]:
-    """``total`` slots split equally over ``classes`` (the remainder to the first ones), like Avalanche."""
-    base, rem = divmod(total, max(1, len(classes)))
-    return {c: base + (1 if i < rem else 0) for i, c in enumerate(classes)}
-
-
 @torch.no_grad()
-def _features(strategy: Any, dataset: Any, batch_size: int = 256) -> torch.Tensor:
-    """Penultimate features of the strategy's model on ``dataset`` (eval view), L2-normalised as in iCaRL.
+def _features(model: torch.nn.Module, device: Any, dataset: Any, batch_size: int = 256) -> torch.Tensor:
+    """Penultimate features of ``model`` on ``dataset`` (eval view), L2-normalised as in iCaRL.
 
     Networks that do not support ``return_features=True`` fall back to flattened inputs.
     """
-    model = strategy.model
     was_training = model.training
     model.eval()
     ds = dataset.eval()
     feats = []
     try:
         for batch in DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=getattr(ds, "collate_fn", None)):
-            x = batch[0].to(strategy.device)
+            x = batch[0].to(device)
             try:
                 _, f = model(x, return_features=True)
             except TypeError:
                 f = x
-            feats.append(F.normalize(f.flatten(1).float(), dim=1).cpu())
+            feats.append(F.normalize(f.flatten(1).float(), dim=1))
     finally:
         model.train(was_training)
     return torch.cat(feats)
 
 
-class HerdingClassBalancedBuffer(ExemplarsBuffer):
-    """Class-balanced exemplars selected by herding on the current model's features (iCaRL-style).
+class PenultimateHerding(HerdingSelectionStrategy):
+    """Avalanche's ``HerdingSelectionStrategy`` (its herding order) on flat, L2-normalised penultimate features.
 
-    A new class's exemplars are selected right after its experience, ranked by herding; when the memory is
-    rebalanced for new classes, each old class keeps its first (best-ranked) exemplars.
+    Avalanche's own extractor hooks a named layer and keeps its raw output (for our networks a 4-D
+    feature map); this one asks the model for the vector its classifier sees, as iCaRL does.
     """
 
-    def __init__(self, max_size: int, feature_batch_size: int = 256):
-        super().__init__(max_size)
+    def __init__(self, model: torch.nn.Module, feature_batch_size: int = 256):  # no layer hook needed
+        self.model = model
         self.feature_batch_size = feature_batch_size
-        self.class_data: dict[int, Any] = {}
 
-    def post_adapt(self, agent: Any, exp: Any) -> None:
-        self._select(agent, exp.dataset)
+    def make_sorted_indices(self, strategy: Any, data: Any) -> list[int]:
+        feats = _features(self.model, strategy.device, data, self.feature_batch_size)
+        return self.make_sorted_indices_from_features(feats)
 
-    def update(self, strategy: Any, **kwargs: Any) -> None:
-        self._select(strategy, strategy.experience.dataset)
 
-    def _select(self, strategy: Any, data: Any) -> None:
-        targets = torch.as_tensor([int(t) for t in data.targets])
-        new = sorted(set(targets.tolist()))
-        seen = sorted(set(self.class_data) | set(new))
-        quota = _balanced_lengths(self.max_size, seen)
-        for c in new:
-            idx = torch.nonzero(targets == c).flatten().tolist()
-            candidates = data.subset(idx)
-            if c in self.class_data:  # a recurring class competes with its old exemplars
-                candidates = self.class_data[c].concat(candidates)
-            k = min(quota[c], len(candidates))
-            if k == 0:
-                self.class_data.pop(c, None)
-                continue
-            order = herding_select(_features(strategy, candidates, self.feature_batch_size), k)
-            self.class_data[c] = candidates.subset(order.tolist())
-        for c in list(self.class_data):
-            if len(self.class_data[c]) > quota.get(c, 0):
-                self.class_data[c] = self.class_data[c].subset(list(range(quota.get(c, 0))))
-        parts = [self.class_data[c] for c in sorted(self.class_data) if len(self.class_data[c])]
-        buffer = parts[0]
-        for p in parts[1:]:
-            buffer = buffer.concat(p)
-        self.buffer = buffer
-
-    def resize(self, strategy: Any, new_size: int) -> None:
-        self.max_size = new_size
+def herding_buffer(max_size: int, model: torch.nn.Module) -> ParametricBuffer:
+    """Avalanche's ``ParametricBuffer`` grouped by class with herding selection (iCaRL's exemplar memory)."""
+    return ParametricBuffer(max_size, groupby="class", selection_strategy=PenultimateHerding(model))
 
 
 def buffer_as_factorized(buffer: Any, num_classes: int, image_shape: tuple[int, int, int]) -> FactorizedDataset:
@@ -171,7 +141,9 @@ def build_strategy(name: str, *, model: torch.nn.Module, optimizer: torch.optim.
                    mem_size: int, batch_size_mem: Optional[int], train_mb_size: int, train_epochs: int,
                    eval_mb_size: int, device: Any, evaluator: Any, distill_config: DistillConfig,
                    hallucinator_share: float = 0.2, input_normalization=None, seed: int = 0,
-                   verbose: bool = False) -> BuiltStrategy:
+                   verbose: bool = False, compute_budget: Any = "auto", progress: Optional[bool] = None,
+                   lwf_alpha: float = 1.0,
+                   lwf_temperature: float = 2.0, ewc_lambda: float = 0.4) -> BuiltStrategy:
     """One of :data:`STRATEGIES`, ready for ``train``/``eval``."""
     common = dict(model=model, optimizer=optimizer, criterion=criterion, train_mb_size=train_mb_size,
                   train_epochs=train_epochs, eval_mb_size=eval_mb_size, device=device, evaluator=evaluator)
@@ -181,14 +153,25 @@ def build_strategy(name: str, *, model: torch.nn.Module, optimizer: torch.optim.
             cfg.parameterization = "plain"
         strat = HabaReplay(mem_size=mem_size, batch_size_mem=batch_size_mem, distill_config=cfg,
                            hallucinator_share=hallucinator_share, input_normalization=input_normalization,
-                           seed=seed, **common)
-        strat.haba_plugin.verbose = verbose
+                           seed=seed, compute_budget=compute_budget, progress=progress, verbose=verbose, **common)
         return BuiltStrategy(name, strat, plugin=strat.haba_plugin)
     if name in ("replay", "herding"):
         storage = (ClassBalancedBuffer(mem_size, adaptive_size=True) if name == "replay"
-                   else HerdingClassBalancedBuffer(mem_size))
+                   else herding_buffer(mem_size, model))
         plugin = BalancedReplayPlugin(mem_size, batch_size_mem=batch_size_mem, storage_policy=storage)
         return BuiltStrategy(name, Naive(plugins=[plugin], **common), storage=storage)
+    if name == "er":
+        strat = Replay(mem_size=mem_size, **common)
+        plugin = next(p for p in strat.plugins if isinstance(p, ReplayPlugin))
+        return BuiltStrategy(name, strat, storage=plugin.storage_policy)
+    if name == "gdumb":
+        strat = GDumb(mem_size=mem_size, **common)
+        plugin = next(p for p in strat.plugins if hasattr(p, "storage_policy"))
+        return BuiltStrategy(name, strat, storage=plugin.storage_policy)
+    if name == "lwf":
+        return BuiltStrategy(name, LwF(alpha=lwf_alpha, temperature=lwf_temperature, **common))
+    if name == "ewc":
+        return BuiltStrategy(name, EWC(ewc_lambda=ewc_lambda, **common))
     if name == "naive":
         return BuiltStrategy(name, Naive(**common))
     raise UnknownNameError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}")
@@ -199,7 +182,7 @@ def check_memory_budget(strategies: list[str], mem_size: int, image_shape: tuple
                         hallucinator_share: float, class_counts: dict[int, int]) -> None:
     """Fail before training if a memory strategy cannot hold one basis/image per class for the whole stream."""
     n_classes = sum(len(e) for e in experiences)
-    if any(s in ("replay", "herding") for s in strategies) and mem_size < n_classes:
+    if any(s in IMAGE_BUFFERS for s in strategies) and mem_size < n_classes:
         raise BudgetError(f"mem_size {mem_size} is too small for one image per class ({n_classes} classes)")
     for name in ("haba", "dm"):
         if name not in strategies:
@@ -207,9 +190,11 @@ def check_memory_budget(strategies: list[str], mem_size: int, image_shape: tuple
         cfg = copy.deepcopy(distill_config)
         if name == "dm":
             cfg.parameterization = "plain"
-        plugin = HabaReplayPlugin(mem_size, distill_config=cfg, hallucinator_share=hallucinator_share)
+        plugin = HabaReplayPlugin(mem_size, distill_config=cfg, hallucinator_share=hallucinator_share,
+                                  compute_budget=None)
         plugin.check_budget(image_shape, [{c: class_counts.get(c, 1) for c in e} for e in experiences])
 
 
-__all__ = ["STRATEGIES", "MEMORY_STRATEGIES", "check_strategies", "HerdingClassBalancedBuffer", "build_strategy",
+__all__ = ["STRATEGIES", "MEMORY_STRATEGIES", "IMAGE_BUFFERS", "check_strategies", "PenultimateHerding",
+           "herding_buffer", "build_strategy",
            "buffer_as_factorized", "BuiltStrategy", "check_memory_budget"]

@@ -1,4 +1,4 @@
-"""``haba-cl``: class-incremental benchmarks, HaBa replay vs. replay / herding / DM / naive at equal memory bytes.
+"""``haba-cl``: class-incremental benchmarks, HaBa replay vs. Avalanche's strategies at equal memory bytes.
 
 Example::
 
@@ -6,7 +6,7 @@ Example::
         --strategies haba,replay,herding,dm,naive --mem-size 100 --seeds 3 --epochs 1 --out runs/smnist
 
 Prints a markdown table of final average accuracy and forgetting (mean ± std over seeds) and writes
-``<out>/results.json``. Bad input (unknown benchmark or strategy, missing data, a memory too small for one
+``<out>/results.json`` with ``accuracy_matrix.png`` and ``accuracy_curves.png`` beside it. Bad input (unknown benchmark or strategy, missing data, a memory too small for one
 basis per class, ...) exits with status 2 and one line on stderr.
 """
 
@@ -21,7 +21,7 @@ from typing import Any, Sequence
 from .cli_parser import OneLineParser
 from .cl_benchmarks import BENCHMARKS
 
-STRATEGY_NAMES = ("haba", "replay", "herding", "dm", "naive")
+STRATEGY_NAMES = ("haba", "replay", "herding", "dm", "naive", "er", "gdumb", "lwf", "ewc")
 
 
 _Parser = OneLineParser  # one line + a hint to --help, exit 2 (shared by every command)
@@ -61,39 +61,43 @@ def check_names(benchmark: str, strategies: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="haba-cl", description=__doc__.split("\n\n")[0],
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--benchmark", default="split-mnist", help=f"one of {', '.join(BENCHMARKS)}")
+    p = _Parser(prog="haba-cl", description=__doc__.split("\n\n")[0])
+    p.add_argument("--benchmark", default="split-mnist", help=f"one of {', '.join(BENCHMARKS)} (default: split-mnist)")
     p.add_argument("--n-experiences", type=int, default=None,
                    help="experiences (equal class split); default 10 for split-cifar100, else 5")
     p.add_argument("--data-root", default=None,
-                   help="dataset root in torchvision's layout (or IDX files); imagefolder:<dir|tar.gz> also works")
+                   help="dataset root in torchvision's layout (or IDX files); imagefolder:<dir|tar.gz> also works "
+                        "(default: $HABA_DATA_ROOT or ./data)")
     p.add_argument("--source", default=None,
                    help="read the benchmark's images from another source, e.g. imagefolder:cifar10-jpeg.tar.gz")
     p.add_argument("--strategies", default="haba,replay,herding,dm,naive",
-                   help=f"comma-separated subset of {','.join(STRATEGY_NAMES)}")
+                   help=f"comma-separated subset of {','.join(STRATEGY_NAMES)} (default: haba,replay,herding,dm,naive)")
     p.add_argument("--mem-size", type=int, default=200,
-                   help="memory in images (as Avalanche's Replay), i.e. mem_size×c×h×w float32 numbers for all")
-    p.add_argument("--seeds", type=parse_seeds, default=[0], help="a count (3 = seeds 0,1,2), a list or a range")
-    p.add_argument("--epochs", type=int, default=1, help="training epochs per experience")
-    p.add_argument("--out", default=None, help="directory for results.json (and saved memories)")
+                   help="memory in images (as Avalanche's Replay), i.e. mem_size×c×h×w float32 numbers for all (default: 200)")
+    p.add_argument("--seeds", type=parse_seeds, default=[0], help="a count (3 = seeds 0,1,2), a list or a range (default: 1)")
+    p.add_argument("--epochs", type=int, default=1, help="training epochs per experience (default: 1)")
+    p.add_argument("--out", default=None, help="directory for results.json, the PNG plots and saved memories (default: none)")
     p.add_argument("--protocol", choices=("avalanche", "dm"), default="avalanche",
                    help="avalanche: the CL model's stream accuracy; dm: a fresh network trained on memory only "
-                        "at each stage, tested on the classes seen so far")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--batch-size", type=int, default=64, help="training minibatch of stream data")
+                        "at each stage, tested on the classes seen so far (default: avalanche)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
+    p.add_argument("--lr", type=float, default=0.01, help="learning rate of the continual model (default: 0.01)")
+    p.add_argument("--batch-size", type=int, default=64, help="training minibatch of stream data (default: 64)")
     p.add_argument("--batch-size-mem", type=int, default=None,
                    help="memory samples added to every minibatch (default: --batch-size)")
-    p.add_argument("--model", default="ConvNet", help="network trained continually (haba_core name)")
-    p.add_argument("--net-width", type=int, default=128)
-    p.add_argument("--net-depth", type=int, default=3)
+    p.add_argument("--model", default="ConvNet", help="network trained continually (haba_core name; default: ConvNet)")
+    p.add_argument("--net-width", type=int, default=128, help="its width (default: 128)")
+    p.add_argument("--net-depth", type=int, default=3, help="its depth (default: 3)")
     p.add_argument("--objective", default=None, help="distillation objective (dm, dc, dsa, mtt); default dm")
-    p.add_argument("--distill-iterations", type=int, default=None, help="distillation iterations per experience")
-    p.add_argument("--distill-width", type=int, default=None, help="width of the distillation ConvNet")
+    p.add_argument("--distill-iterations", type=int, default=None,
+                   help="distillation iterations per experience (default: by device — the recipe's 1000 on CUDA, "
+                        "at most 60 iterations or 120 s on a CPU)")
+    p.add_argument("--distill-seconds", type=float, default=None,
+                   help="wall-clock cap on each experience's memory update (default: by device, see above)")
+    p.add_argument("--distill-width", type=int, default=None, help="width of the distillation ConvNet (default: 128)")
     p.add_argument("--hallucinators", type=int, default=None, help="most hallucinators per experience (default 5)")
     p.add_argument("--hallucinator-share", type=float, default=0.2,
-                   help="largest fraction of the memory hallucinators may take")
+                   help="largest fraction of the memory hallucinators may take (default: 0.2)")
     p.add_argument("--recipe", choices=("paper", "modest"), default=None,
                    help="distillation starting point (haba_core recipes): modest (default; measured best at "
                         "CPU-minutes budgets) or paper (the paper's settings; the default on split-digits, whose 8x8 "
@@ -103,11 +107,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "distillation; explicit flags override it")
     p.add_argument("--train-per-class", type=int, default=None, help="use at most this many training images per class")
     p.add_argument("--test-per-class", type=int, default=None, help="use at most this many test images per class")
-    p.add_argument("--cache-dir", default=None, help="cache for decompressed/decoded data (default $HABA_CACHE)")
-    p.add_argument("--protocol-epochs", type=int, default=300, help="epochs of the fresh network (--protocol dm)")
+    p.add_argument("--cache-dir", default=None, help="cache for decompressed/decoded data (default: $HABA_CACHE)")
+    p.add_argument("--protocol-epochs", type=int, default=300, help="epochs of the fresh network (--protocol dm; default: 300)")
     p.add_argument("--save-memory", action="store_true", help="save each haba/dm memory under <out>/memories/")
-    p.add_argument("--verbose", action="store_true", help="Avalanche's interactive logger and memory updates")
+    p.add_argument("--verbose", action="store_true", help="Avalanche's interactive logger, memory-update lines and progress bars")
     p.add_argument("--quiet", action="store_true", help="print only the table")
+    p.add_argument("--lwf-alpha", type=float, default=1.0, help="LwF distillation weight (default: 1.0)")
+    p.add_argument("--lwf-temperature", type=float, default=2.0, help="LwF softmax temperature (default: 2.0)")
+    p.add_argument("--ewc-lambda", type=float, default=0.4, help="EWC penalty weight (default: 0.4)")
+    p.add_argument("--no-plots", action="store_true", help="do not write the PNG plots next to results.json")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for PyTorch (default: PyTorch's choice; 1 on a shared machine)")
     return p
@@ -144,7 +152,9 @@ def config_from_args(args: argparse.Namespace):
                      distill=distill,
                      hallucinator_share=args.hallucinator_share, train_per_class=args.train_per_class,
                      test_per_class=args.test_per_class, cache_dir=args.cache_dir,
-                     protocol_epochs=args.protocol_epochs, save_memory=args.save_memory, verbose=args.verbose)
+                     protocol_epochs=args.protocol_epochs, save_memory=args.save_memory, verbose=args.verbose,
+                     distill_seconds=args.distill_seconds, lwf_alpha=args.lwf_alpha,
+                     lwf_temperature=args.lwf_temperature, ewc_lambda=args.ewc_lambda, plots=not args.no_plots)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -167,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             torch.set_num_threads(args.threads)
         config = config_from_args(args)
+        config.progress = not args.quiet
         from .cl_runner import format_table, run
 
         log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
@@ -182,6 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(result["summary"], f"**{title}**\n"))
     if config.out:
         print(f"results: {Path(config.out) / 'results.json'}")
+        for name in result.get("plots", []):
+            print(f"plot: {Path(config.out) / name}")
     return 0
 
 

@@ -28,6 +28,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from haba_core import ConfigError, DistillConfig, EvalConfig, get_network, recipe
+from haba_core.atomic import atomic_path
 from haba_core.evaluate import test_accuracy, train_on_synthetic
 from haba_core.runtime import resolve_device
 
@@ -75,6 +76,12 @@ class RunConfig:
     protocol_lr: float = 0.01
     save_memory: bool = False
     verbose: bool = False
+    distill_seconds: Optional[float] = None  # wall-clock cap per memory update (None: the compute budget's)
+    lwf_alpha: float = 1.0
+    lwf_temperature: float = 2.0
+    ewc_lambda: float = 0.4
+    plots: bool = True
+    progress: bool = False  # a tqdm bar during each HaBa/DM memory update (haba-cl: on unless --quiet)
 
     def validate(self) -> "RunConfig":
         self.benchmark = check_benchmark(self.benchmark)
@@ -91,6 +98,15 @@ class RunConfig:
             self.n_experiences = BENCHMARKS[self.benchmark][1]
         recipe(self.recipe)  # UnknownNameError for a name that is not a recipe
         return self
+
+    def compute_budget(self):
+        """Explicit ``--distill-iterations``/``--distill-seconds`` are taken as they are; else ``"auto"`` (by device)."""
+        from strategies import ComputeBudget
+
+        its = self.distill.get("iterations")
+        if its is None and self.distill_seconds is None:
+            return "auto"
+        return ComputeBudget(iterations=None if its is None else int(its), seconds=self.distill_seconds)
 
     def distill_config(self, device: torch.device) -> DistillConfig:
         from strategies import default_cl_config
@@ -177,7 +193,10 @@ def run_one(config: RunConfig, data: SplitData, name: str, seed: int, device: to
                            train_mb_size=config.batch_size, train_epochs=config.epochs,
                            eval_mb_size=config.eval_batch_size, device=device, evaluator=_evaluator(config.verbose),
                            distill_config=config.distill_config(device), hallucinator_share=config.hallucinator_share,
-                           input_normalization=(data.mean, data.std), seed=seed, verbose=config.verbose)
+                           input_normalization=(data.mean, data.std), seed=seed, verbose=config.verbose,
+                           compute_budget=config.compute_budget(), progress=config.progress or None,
+                           lwf_alpha=config.lwf_alpha,
+                           lwf_temperature=config.lwf_temperature, ewc_lambda=config.ewc_lambda)
     strategy = built.strategy
     t0 = time.perf_counter()
     stages, protocol_stages, memory_bytes = [], [], []
@@ -206,6 +225,7 @@ def run_one(config: RunConfig, data: SplitData, name: str, seed: int, device: to
     }
     if built.plugin is not None:
         record["distill_seconds"] = sum(h["distill_seconds"] for h in built.plugin.history)
+        record["distill_iterations"] = [h["distill_iterations"] for h in built.plugin.history]
         record["memory_history"] = built.plugin.history
     if config.protocol == "dm":
         if protocol_stages and protocol_stages[-1] is not None:
@@ -248,18 +268,22 @@ def summarize(records: list[dict[str, Any]], strategies: list[str]) -> dict[str,
 
 
 def format_table(summary: dict[str, dict[str, Any]], title: str = "") -> str:
-    """A markdown table: final average accuracy and forgetting (percent, mean ± std over seeds), time."""
+    """A markdown table: final average accuracy and forgetting (percent, mean ± std over seeds — just the value
+    for one seed), time."""
 
-    def pm(m, s):
-        return "n/a" if m is None else f"{m:.2f} ± {s:.2f}"
+    def pm(m, s, runs):
+        if m is None:
+            return "n/a"
+        return f"{m:.2f}" if runs < 2 else f"{m:.2f} ± {s:.2f}"
 
     lines = [title] if title else []
     lines += ["| strategy | final avg. accuracy (%) | forgetting (%) | memory bytes | time / run (s) |",
               "|---|---|---|---|---|"]
     for s, v in summary.items():
         mem = "-" if v["memory_bytes"] is None else f"{v['memory_bytes']:,}"
-        lines.append(f"| {s} | {pm(v['final_accuracy_mean'], v['final_accuracy_std'])} | "
-                     f"{pm(v['forgetting_mean'], v['forgetting_std'])} | {mem} | {v['seconds_mean']:.1f} |")
+        runs = v["runs"]
+        lines.append(f"| {s} | {pm(v['final_accuracy_mean'], v['final_accuracy_std'], runs)} | "
+                     f"{pm(v['forgetting_mean'], v['forgetting_std'], runs)} | {mem} | {v['seconds_mean']:.1f} |")
     return "\n".join(lines)
 
 
@@ -294,7 +318,13 @@ def run(config: RunConfig, log: Callable[[str], None] = print) -> dict[str, Any]
     if config.out:
         out = Path(config.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "results.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+        if config.plots:
+            from .cl_plots import save_plots
+
+            title = f"{config.benchmark}, {config.n_experiences} experiences, memory {config.mem_size} images"
+            result["plots"] = [p.name for p in save_plots(records, out, title)]
+        with atomic_path(out / "results.json") as tmp:
+            tmp.write_text(json.dumps(result, indent=2, default=str) + "\n")
     return result
 
 

@@ -21,6 +21,7 @@ from haba_core import (KNOWN_NETWORKS, RECIPES, ConfigError, DistillConfig, Dist
                        FactorizedDataset, ImageDataset, NonFiniteLossError, Preprocessor, UnknownNameError,
                        __version__, distill, evaluate, load_dataset, plan_budget)
 from haba_core.atomic import write_json
+from haba_core.loss_terms import active_loss_terms
 from haba_core.runtime import resolve_device
 
 from . import images, report
@@ -31,7 +32,7 @@ from .options import QUICK_PROFILE, RunSettings, resolve
 from .outdir import RunDirectory, default_out_dir, has_checkpoint
 from .preflight import check_budget
 from .presets import describe_preset, list_presets
-from .progress import DistillProgress
+from .progress import DistillProgress, EvalProgress
 
 PROG = "haba-distill"
 BASELINE_DIR = {"haba": "baseline-plain", "idc-haba": "baseline-idc"}
@@ -287,7 +288,7 @@ def _distill_one(train: ImageDataset, cfg: DistillConfig, pre: Preprocessor, fla
     resume_this = resume and has_checkpoint(ckpt)
     flag.phase = label
     t0 = time.perf_counter()
-    with DistillProgress(cfg.iterations, label, quiet=quiet) as bar, flag.distilling():
+    with DistillProgress(cfg.iterations, label, quiet=quiet, terms=active_loss_terms(cfg)) as bar, flag.distilling():
         if flag.requested:  # Ctrl-C arrived between phases
             raise DistillationInterrupted(0, str(ckpt))
         result = distill(train, cfg, resume=resume_this, on_step=bar, preprocessor=pre, should_stop=flag)
@@ -301,7 +302,8 @@ def _evaluate(result: FactorizedDataset, test: ImageDataset, eval_cfg: EvalConfi
               con: Console) -> tuple[Any, float]:
     con.info(f"evaluating {label}: {eval_cfg.runs} run(s) × {eval_cfg.epochs} epochs of {eval_cfg.arch}...")
     t0 = time.perf_counter()
-    ev = evaluate(result, test, eval_cfg)
+    with EvalProgress(eval_cfg.runs, eval_cfg.epochs, f"evaluating {eval_cfg.arch}", quiet=con.quiet) as bar:
+        ev = evaluate(result, test, eval_cfg, on_epoch=bar)
     con.info(f"  {label}: {ev.mean:.2f} ± {ev.std:.2f} %")
     return ev, time.perf_counter() - t0
 
@@ -344,6 +346,8 @@ def run(args: argparse.Namespace, argv: list[str], flag: StopFlag, holder: dict[
     run_info = {k: v for k, v in resolved.as_dict()["run"].items()}
     run_info["config_file"] = resolved.config_file
     run_info["recipe"] = resolved.recipe
+    if settings.data_root:  # haba-evaluate finds the data again from any working directory
+        run_info["data_root"] = str(Path(settings.data_root).expanduser().absolute())
 
     label = _label(cfg)
     what = (f"{plan.bpc} bases per class + {plan.num_hallucinators} hallucinators" if plan.num_hallucinators

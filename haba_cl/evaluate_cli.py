@@ -20,6 +20,7 @@ from haba_core.atomic import write_json
 from . import report
 from .cli_parser import OneLineParser
 from .cli_errors import EXIT_INTERRUPTED, handle_errors
+from .progress import EvalProgress
 
 PROG = "haba-evaluate"
 EVAL_FILE = "eval.json"
@@ -35,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 ok, 2 error (unreadable result, missing data, unknown architecture), 130 interrupted.")
     p.add_argument("out_dir", metavar="OUT_DIR", help="directory with factorized.safetensors + meta.json")
     p.add_argument("--arch", default="ConvNet",
-                   help=f"comma-separated architectures from {', '.join(KNOWN_NETWORKS)} (default: ConvNet)")
+                   help=f"comma-separated architectures from {', '.join(KNOWN_NETWORKS)}, or 'all' for every one "
+                        "(cross-architecture table; default: ConvNet)")
     p.add_argument("--runs", type=int, default=_E.runs,
                    help=f"runs (fresh networks) per architecture (default: {_E.runs})")
     p.add_argument("--epochs", type=int, default=None,
@@ -50,7 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default=None,
                    help="test on this dataset instead of the one recorded in meta.json (default: as recorded)")
     p.add_argument("--data-root", metavar="DIR", default=None,
-                   help="directory holding the dataset files (default: $HABA_DATA_ROOT or ./data)")
+                   help="directory holding the dataset files (default: the root recorded with the result in "
+                        "OUT_DIR/metrics.json, else $HABA_DATA_ROOT or ./data)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="where to compute (default: auto)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the evaluation runs (default: 0)")
     p.add_argument("--json", action="store_true", help=f"print {EVAL_FILE} to stdout and nothing else (default: off)")
@@ -61,7 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_archs(text: str) -> list[str]:
-    """``"convnet, ResNet18"`` → canonical names; unknown names raise :class:`UnknownNameError`."""
+    """``"convnet, ResNet18"`` → canonical names, ``"all"`` → every known network; unknown names raise
+    :class:`UnknownNameError`."""
+    if text.strip().lower() == "all":
+        return list(KNOWN_NETWORKS)
     canon = {n.lower(): n for n in KNOWN_NETWORKS}
     out = []
     for name in (t.strip() for t in text.split(",")):
@@ -75,13 +81,24 @@ def parse_archs(text: str) -> list[str]:
     return out
 
 
-def _recorded(out_dir: Path) -> dict[str, Any]:
-    """Evaluation settings recorded by haba-distill in metrics.json (empty if absent or unreadable)."""
+def _recorded(out_dir: Path, section: str = "eval") -> dict[str, Any]:
+    """A section (``eval`` settings, ``run`` settings) recorded by haba-distill in metrics.json (empty if absent
+    or unreadable)."""
     try:
         metrics = json.loads((out_dir / "metrics.json").read_text())
-        return dict(metrics.get("config", {}).get("eval", {}))
-    except (OSError, ValueError, AttributeError):
+        return dict(metrics.get("config", {}).get(section, {}) or {})
+    except (OSError, ValueError, AttributeError, TypeError):
         return {}
+
+
+def data_root_for(out_dir: Path, given: str | None, dataset: str, recorded_dataset: str | None) -> str | None:
+    """``--data-root`` if given, else the root recorded with the result (for the dataset it was distilled from)."""
+    if given is not None:
+        return given
+    if recorded_dataset is not None and dataset != recorded_dataset:
+        return None
+    root = _recorded(out_dir, "run").get("data_root")
+    return str(root) if root else None
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -98,7 +115,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     dataset = args.dataset or data.meta.get("dataset")
     if not dataset:
         raise ConfigError(f"{out_dir}/meta.json records no dataset; pass --dataset NAME")
-    test = load_dataset(dataset, root=args.data_root, split="test")
+    root = data_root_for(out_dir, args.data_root, dataset, data.meta.get("dataset"))
+    if root is not None and args.data_root is None and not args.quiet:
+        print(f"{PROG}: data root {root} (recorded with the result; --data-root overrides)", file=sys.stderr,
+              flush=True)
+    test = load_dataset(dataset, root=root, split="test")
     if tuple(test.image_shape) != tuple(data.image_shape) or test.num_classes != data.num_classes:
         raise ConfigError(f"dataset {dataset!r} has {test.num_classes} classes of shape {test.image_shape}, the "
                           f"result has {data.num_classes} of {tuple(data.image_shape)}; pick the matching --dataset")
@@ -121,14 +142,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         cfg = EvalConfig(**{**asdict(base), "arch": arch})
         if not args.quiet:
             print(f"{PROG}: {arch}: {cfg.runs} run(s) × {cfg.epochs} epochs...", file=sys.stderr, flush=True)
-        results[arch] = evaluate(data, test, cfg).as_dict()
+        with EvalProgress(cfg.runs, cfg.epochs, arch, quiet=args.quiet) as bar:
+            results[arch] = evaluate(data, test, cfg, on_epoch=bar).as_dict()
         if not args.quiet:
             r = results[arch]
             print(f"  {arch}: {r['mean']:.2f} ± {r['std']:.2f} %", file=sys.stderr, flush=True)
     summary = {
         "result_dir": str(out_dir),
         "dataset": test.name,
+        "data_root": root,
         "results": results,
+        "architectures": [{"arch": a, "mean": r["mean"], "std": r["std"], "runs": r["runs"]} for a, r in results.items()],
         "config": asdict(base),
         "storage": data.storage().as_dict(),
         "toolkit_version": __version__,

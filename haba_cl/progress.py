@@ -1,10 +1,12 @@
-"""tqdm progress bars for distillation iterations and expert training (stderr; silent with --quiet)."""
+"""tqdm progress bars for distillation iterations, expert training and evaluation (stderr; silent with --quiet)."""
 
 from __future__ import annotations
 
 import sys
 
 from tqdm import tqdm
+
+from haba_core.loss_terms import shown_losses
 
 
 class DistillProgress:
@@ -13,9 +15,10 @@ class DistillProgress:
     A resumed run starts the bar at the checkpoint's iteration, so the ETA counts only what is left.
     """
 
-    def __init__(self, total: int, label: str, quiet: bool = False):
+    def __init__(self, total: int, label: str, quiet: bool = False, terms: tuple[str, ...] | None = None):
         self.bar = None if quiet else tqdm(total=total, desc=label, unit="it", file=sys.stderr,
                                            dynamic_ncols=True, leave=True)
+        self.terms = terms  # loss terms to show (``haba_core.loss_terms.active_loss_terms``); None = all
         self._started = False
 
     def __call__(self, iteration: int, losses: dict[str, float]) -> None:
@@ -26,7 +29,7 @@ class DistillProgress:
             if iteration > 0:  # resumed: restart the clock and count from the checkpoint
                 self.bar.reset(total=self.bar.total)
                 self.bar.n = self.bar.initial = self.bar.last_print_n = iteration
-        self.bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()}, refresh=False)
+        self.bar.set_postfix({k: f"{v:.4g}" for k, v in shown_losses(losses, self.terms).items()}, refresh=False)
         self.bar.update(1)
 
     def complete(self) -> None:
@@ -66,3 +69,29 @@ class ExpertProgress:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+class EvalProgress:
+    """``on_epoch`` callback for :func:`haba_core.evaluate`: one bar over runs × epochs of one architecture."""
+
+    def __init__(self, runs: int, epochs: int, label: str, quiet: bool = False):
+        self.epochs = epochs
+        self.bar = None if quiet or runs * epochs == 0 else tqdm(
+            total=runs * epochs, desc=label, unit="epoch", file=sys.stderr, dynamic_ncols=True, leave=False)
+
+    def __call__(self, run: int, epoch: int, loss: float) -> None:
+        if self.bar is None:
+            return
+        self.bar.set_postfix({"run": run + 1, "loss": f"{loss:.4f}"}, refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def __enter__(self) -> "EvalProgress":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -93,15 +94,22 @@ def test_accuracy(net: nn.Module, images: Tensor, labels: Tensor, batch_size: in
     return 100.0 * correct / max(1, images.shape[0])
 
 
+EpochCallback = Callable[[int, int, float], None]  # (run, epoch, last minibatch loss)
+
+
 def train_on_synthetic(net: nn.Module, data: FactorizedDataset | FactorizedCollection, config: EvalConfig, generator: torch.Generator,
-                       lr: float) -> nn.Module:
-    """Train ``net`` on ``data`` with online composition per epoch and per-sample DSA."""
+                       lr: float, on_epoch: Optional[Callable[[int, float], None]] = None) -> nn.Module:
+    """Train ``net`` on ``data`` with online composition per epoch and per-sample DSA.
+
+    ``on_epoch(epoch, loss)`` is called after every epoch (e.g. a progress bar).
+    """
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=config.momentum, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=[max(1, config.epochs // 2)], gamma=0.1)
     dsa = DSA() if config.dsa else None
     device = next(net.parameters()).device
-    for _ in range(config.epochs):
+    for epoch in range(config.epochs):
         net.train()
+        loss = None
         images, labels = data.sample_epoch(generator, config.hallucinations_per_basis)
         perm = torch.randperm(images.shape[0], generator=generator).to(device)
         for start in range(0, images.shape[0], config.batch_size):
@@ -125,11 +133,17 @@ def train_on_synthetic(net: nn.Module, data: FactorizedDataset | FactorizedColle
             loss.backward()
             opt.step()
         sched.step()
+        if on_epoch is not None:
+            on_epoch(epoch, float("nan") if loss is None else float(loss.detach()))
     return net
 
 
-def evaluate(data: FactorizedDataset | FactorizedCollection, test: ImageDataset, config: EvalConfig | None = None) -> EvalResult:
-    """Train ``config.runs`` fresh ``config.arch`` networks on ``data`` and report test accuracy (mean ± std)."""
+def evaluate(data: FactorizedDataset | FactorizedCollection, test: ImageDataset, config: EvalConfig | None = None,
+             on_epoch: Optional[EpochCallback] = None) -> EvalResult:
+    """Train ``config.runs`` fresh ``config.arch`` networks on ``data`` and report test accuracy (mean ± std).
+
+    ``on_epoch(run, epoch, loss)`` is called after every training epoch of every run.
+    """
     config = config or EvalConfig()
     device = resolve_device(config.device)
     data.to(device)
@@ -141,6 +155,7 @@ def evaluate(data: FactorizedDataset | FactorizedCollection, test: ImageDataset,
     for run in range(config.runs):
         gen = torch.Generator().manual_seed(config.seed * 1000 + run)
         net = seeded_network(lambda: build_eval_network(config, data.image_shape, data.num_classes), gen, device)
-        train_on_synthetic(net, data, config, gen, lr)
+        hook = None if on_epoch is None else (lambda epoch, loss, run=run: on_epoch(run, epoch, loss))
+        train_on_synthetic(net, data, config, gen, lr, hook)
         accs.append(test_accuracy(net, test_x, test_y, config.test_batch_size))
     return EvalResult(config.arch, accs, config.epochs, time.perf_counter() - t0, {"lr": lr})

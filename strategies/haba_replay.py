@@ -11,8 +11,12 @@ Input space: the memory lives in the model's input space, i.e. in whatever space
 view (``experience.dataset.eval()``) yields — typically tensors normalised by the benchmark's
 mean/std. Pass ``input_normalization=(mean, std)`` when the stream's tensors are normalised that way:
 the memory then stores the matching ``Preprocessor`` (so ``inverse`` shows real pixels and a saved
-memory can be used with ``haba-evaluate``); composed samples are identical either way. ZCA is not
-supported (it would change with every experience).
+memory can be used with ``haba-evaluate``); distillation runs on the stream's tensors as they are, so
+composed samples are bit-identical either way. ZCA is not supported (it would change with every experience).
+
+Compute: each memory update is capped by a :class:`~strategies.compute_budget.ComputeBudget`
+(``compute_budget="auto"``: the paper's 1000 iterations on CUDA, a CPU-sized cap elsewhere) and shows a
+tqdm bar (``progress=True`` or ``verbose=True``); its numbers go to the strategy's Avalanche loggers.
 """
 
 from __future__ import annotations
@@ -35,8 +39,12 @@ from haba_core import (ConfigError, DistillConfig, FactorizedDataset, ImageDatas
                        recipe)
 from haba_core.runtime import resolve_device
 
+from haba_core.loss_terms import active_loss_terms
+
+from .compute_budget import BudgetSpec, ComputeBudget, resolve_budget
 from .memory import FactorizedMemory, MemoryPlan, preserved_rng
 from .replay_batches import mix_into_minibatch
+from .update_progress import UpdateProgress, bar_wanted, publish_update
 
 
 # The recipe HabaReplayPlugin starts from when no distill_config is given. Measured (BENCHMARKS.md, continual
@@ -92,6 +100,8 @@ def _experience_tensors(dataset, batch_size: int = 256) -> tuple[torch.Tensor, t
 class HabaReplayPlugin(SupervisedPlugin):
     """Replay from a factorized (HaBa) memory of ``mem_size`` images' worth of bytes.
 
+    Only ``mem_size`` is positional (as in Avalanche's ``ReplayPlugin``); everything else is keyword-only.
+
     :param mem_size: memory size in images, counted like Avalanche's ``Replay`` and converted to
         ``mem_size × c·h·w`` float32 numbers; bases and hallucinators together never exceed it.
     :param batch_size_mem: composed samples appended to every training minibatch (``None``: the
@@ -107,15 +117,23 @@ class HabaReplayPlugin(SupervisedPlugin):
     :param seed: distillation of experience ``e`` uses seed ``seed + e``; sampling is seeded by ``seed``.
     :param distill_device: where to distil (default: the strategy's device).
     :param on_distilled: optional callback ``(experience_id, history_entry)`` after each update.
+    :param compute_budget: per-experience cap on distillation iterations / seconds: a
+        :class:`ComputeBudget`, ``"auto"`` (by device: the config's iterations on CUDA, ``CPU_BUDGET`` on a
+        CPU) or ``None`` (the config as it is).
+    :param progress: a tqdm bar during each memory update (``None``: when ``verbose``).
+    :param verbose: print one line per memory update.
     """
 
-    def __init__(self, mem_size: int = 200, batch_size_mem: Optional[int] = None,
-                 distill_config: Optional[DistillConfig] = None, *, hallucinator_share: float = 0.2,
+    def __init__(self, mem_size: int = 200, *, batch_size_mem: Optional[int] = None,
+                 distill_config: Optional[DistillConfig] = None, hallucinator_share: float = 0.2,
                  input_normalization: Optional[tuple[Sequence[float], Sequence[float]]] = None,
                  task_label: Optional[int] = None, seed: Optional[int] = None,
                  distill_device: Optional[Union[str, torch.device]] = None,
-                 on_distilled: Optional[Callable[[int, dict], None]] = None, verbose: bool = False):
+                 on_distilled: Optional[Callable[[int, dict], None]] = None, compute_budget: BudgetSpec = "auto",
+                 progress: Optional[bool] = None, verbose: bool = False):
         super().__init__()
+        if not (compute_budget is None or isinstance(compute_budget, ComputeBudget) or compute_budget == "auto"):
+            raise ConfigError(f"compute_budget must be a ComputeBudget, 'auto' or None, got {compute_budget!r}")
         if int(mem_size) < 1:
             raise ConfigError(f"mem_size must be a positive number of images, got {mem_size}")
         if batch_size_mem is not None and int(batch_size_mem) < 0:
@@ -144,7 +162,10 @@ class HabaReplayPlugin(SupervisedPlugin):
         self.seed = int(cfg.seed if seed is None else seed)
         self.distill_device = distill_device
         self.on_distilled = on_distilled
+        self.compute_budget = compute_budget
+        self.progress = progress
         self.verbose = verbose
+        self._strategy: Any = None  # the strategy whose loggers see the memory updates
         self.memory: Optional[FactorizedMemory] = None
         self.generator = torch.Generator().manual_seed(self.seed)
         self.history: list[dict[str, Any]] = []
@@ -184,41 +205,89 @@ class HabaReplayPlugin(SupervisedPlugin):
         classes = sorted(int(c) for c in torch.unique(labels).tolist())
         counts = {c: int((labels == c).sum()) for c in classes}
         plan = self.memory.plan(counts)
+        bpc = max(plan.new_bases.values())  # never distil more bases than the largest class can keep
         local = torch.full((int(labels.max()) + 1,), -1, dtype=torch.long)
         local[torch.tensor(classes)] = torch.arange(len(classes))
         pre = self._preprocessor(images.shape[1])
-        mean, std = pre.mean, pre.std
-        pixels = images * torch.tensor(std).view(1, -1, 1, 1) + torch.tensor(mean).view(1, -1, 1, 1)
-        data = ImageDataset(name=f"experience-{experience}", images=pixels, labels=local[labels],
-                            classes=[str(c) for c in classes], mean=mean, std=std, split="train")
+        channels = images.shape[1]
+        # distil the stream's tensors exactly as they are (identity preprocessing), store the real one after
+        data = ImageDataset(name=f"experience-{experience}", images=images, labels=local[labels],
+                            classes=[str(c) for c in classes], mean=(0.0,) * channels, std=(1.0,) * channels,
+                            split="train")
         cfg = copy.deepcopy(self.distill_config)
-        cfg.ipc, cfg.bpc = None, plan.bpc
+        cfg.ipc, cfg.bpc = None, bpc
         if cfg.factorized:
             cfg.hallucinators = plan.new_hallucinators
         cfg.seed = self.seed + int(experience)
         cfg.device = str(device)
         cfg.checkpoint_dir = None
+        budget = resolve_budget(self.compute_budget, device)
+        cfg.iterations, cfg.time_limit_s = budget.apply(cfg.iterations, cfg.time_limit_s)
+        progress = UpdateProgress(cfg.iterations, int(experience), active_loss_terms(cfg),
+                                  bar_wanted(self.verbose, self.progress))
         t0 = time.perf_counter()
-        with preserved_rng():
-            result: FactorizedDataset = distill(data, cfg, preprocessor=pre)
+        try:
+            with preserved_rng():
+                result: FactorizedDataset = distill(data, cfg, preprocessor=self._preprocessor_identity(channels),
+                                                    on_step=progress)
+        finally:
+            progress.close()
         seconds = time.perf_counter() - t0
+        result = FactorizedDataset(result.synthetic, pre, result.classes, result.meta, result.learned_lr)
         with preserved_rng():
             self.memory.add(result, classes, experience=experience, task_label=task_label, plan=plan)
         self.memory.to(device)
+        notes = list(plan.notes)
+        if cfg.iterations < self.distill_config.iterations:
+            notes.append(f"compute budget: {cfg.iterations} of the config's {self.distill_config.iterations} "
+                         f"iterations ({budget.describe()})")
+        if cfg.time_limit_s is not None and progress.iterations < cfg.iterations:
+            notes.append(f"time budget of {cfg.time_limit_s:g} s reached after {progress.iterations} iterations")
         entry = {"experience": int(experience), "classes": classes, "distill_seconds": seconds,
-                 "bpc": plan.bpc, "new_hallucinators": plan.new_hallucinators, "notes": plan.notes,
+                 "distill_iterations": progress.iterations, "final_losses": progress.last,
+                 "bpc": bpc, "planned_bpc": plan.bpc, "new_hallucinators": plan.new_hallucinators, "notes": notes,
                  **self.memory.summary()}
         self.history.append(entry)
         if self.verbose:
-            print(f"[haba-replay] experience {experience}: {len(classes)} classes distilled in {seconds:.1f}s; "
-                  f"memory {entry['stored_bytes']}/{entry['budget_bytes']} bytes, {plan.bpc} bases/class, "
-                  f"hallucinators {entry['hallucinators']}")
+            print(f"[haba-replay] experience {experience}: {len(classes)} classes distilled in {seconds:.1f}s "
+                  f"({progress.iterations} iterations); memory {entry['stored_bytes']}/{entry['budget_bytes']} "
+                  f"bytes, {bpc} bases/class, hallucinators {entry['hallucinators']}", flush=True)
+        if self._strategy is not None:
+            publish_update(self._strategy, self, entry)
         if self.on_distilled is not None:
             self.on_distilled(int(experience), entry)
         return entry
 
+    def __getstate__(self) -> dict[str, Any]:  # checkpoints: the strategy is pickled on its own
+        state = dict(self.__dict__)
+        state["_strategy"] = None
+        return state
+
+    @staticmethod
+    def _preprocessor_identity(channels: int) -> Preprocessor:
+        return Preprocessor((0.0,) * channels, (1.0,) * channels)
+
+    def check_experience(self, experience: Any) -> MemoryPlan:
+        """Plan adding ``experience`` (an Avalanche experience) to the memory without distilling.
+
+        Raises :class:`~haba_core.BudgetError` when its classes cannot fit; called by the plugin before
+        each experience trains, so a too-small memory fails before any training.
+        """
+        ds = experience.dataset
+        targets = [int(t) for t in ds.targets]
+        if not targets:
+            raise ConfigError("the experience has no training data")
+        if self.memory is None:
+            view = ds.eval() if hasattr(ds, "eval") else ds
+            self.memory = self.make_memory(tuple(torch.as_tensor(view[0][0]).shape))
+        counts = dict(Counter(targets))
+        return self.memory.plan(counts)
+
     # ------------------------------------------------------------------ Avalanche hooks
     def before_training_exp(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
+        """Check the memory plan for this experience (``BudgetError`` before it trains); memory to device."""
+        self._strategy = strategy
+        self.check_experience(strategy.experience)
         if self.memory is not None:
             self.memory.to(strategy.device)
 
@@ -236,7 +305,11 @@ class HabaReplayPlugin(SupervisedPlugin):
 
     def after_training_exp(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
         """Distil the experience just trained on into the memory (own networks; the model is not touched)."""
-        experience = strategy.experience
+        self._strategy = strategy
+        self.update_from(strategy.experience, strategy.device)
+
+    def update_from(self, experience: Any, device: Union[str, torch.device, None] = None) -> dict[str, Any]:
+        """Distil an Avalanche experience's training data into the memory (what ``after_training_exp`` does)."""
         with preserved_rng():  # iterating a DataLoader draws a base seed from the global generator
             x, y, t = _experience_tensors(experience.dataset)
         task = Counter(t.tolist()).most_common(1)[0][0] if self.task_label is None else int(self.task_label)
@@ -244,7 +317,7 @@ class HabaReplayPlugin(SupervisedPlugin):
         if exp_id is None:
             exp_id = self._experiences_seen
         self._experiences_seen += 1
-        self.add_experience(x, y, experience=int(exp_id), task_label=int(task), device=strategy.device)
+        return self.add_experience(x, y, experience=int(exp_id), task_label=int(task), device=device)
 
     # ------------------------------------------------------------------ persistence
     def save_memory(self, directory: Union[str, Path]) -> Path:
@@ -271,7 +344,8 @@ class HabaReplayPlugin(SupervisedPlugin):
 class HabaReplay(SupervisedTemplate):
     """Experience replay from a factorized HaBa memory (see :class:`HabaReplayPlugin`).
 
-    Keyword-only like Avalanche's ``Replay``; ``**base_kwargs`` go to ``SupervisedTemplate``. The plugin
+    Keyword-only like Avalanche's ``Replay``; the plugin's options (``compute_budget``, ``progress``,
+    ``verbose``, ...) are accepted too; ``**base_kwargs`` go to ``SupervisedTemplate``. The plugin
     is available as ``strategy.haba_plugin`` (memory: ``strategy.haba_plugin.memory``).
     """
 
@@ -280,14 +354,18 @@ class HabaReplay(SupervisedTemplate):
                  hallucinator_share: float = 0.2,
                  input_normalization: Optional[tuple[Sequence[float], Sequence[float]]] = None,
                  replay_task_label: Optional[int] = None, seed: Optional[int] = None,
-                 distill_device: Optional[Union[str, torch.device]] = None,
+                 distill_device: Optional[Union[str, torch.device]] = None, compute_budget: BudgetSpec = "auto",
+                 progress: Optional[bool] = None, verbose: bool = False,
+                 on_distilled: Optional[Callable[[int, dict], None]] = None,
                  train_mb_size: int = 1, train_epochs: int = 1, eval_mb_size: Optional[int] = None,
                  device: Union[str, torch.device] = "cpu", plugins: Optional[List[SupervisedPlugin]] = None,
                  evaluator: Union[EvaluationPlugin, Callable[[], EvaluationPlugin]] = default_evaluator,
                  eval_every: int = -1, **base_kwargs: Any):
-        plugin = HabaReplayPlugin(mem_size, batch_size_mem, distill_config, hallucinator_share=hallucinator_share,
-                                  input_normalization=input_normalization, task_label=replay_task_label, seed=seed,
-                                  distill_device=distill_device)
+        plugin = HabaReplayPlugin(mem_size, batch_size_mem=batch_size_mem, distill_config=distill_config,
+                                  hallucinator_share=hallucinator_share, input_normalization=input_normalization,
+                                  task_label=replay_task_label, seed=seed, distill_device=distill_device,
+                                  on_distilled=on_distilled, compute_budget=compute_budget, progress=progress,
+                                  verbose=verbose)
         plugins = [*(plugins or []), plugin]
         super().__init__(model=model, optimizer=optimizer, criterion=criterion, train_mb_size=train_mb_size,
                          train_epochs=train_epochs, eval_mb_size=eval_mb_size, device=device, plugins=plugins,

@@ -74,13 +74,13 @@ def test_split_cifar100_fixture_all_strategies(tmp_path, capsys):
     write_cifar100(tmp_path / "data")
     out = tmp_path / "out"
     code = main(["--benchmark", "split-cifar100", "--n-experiences", "2", "--data-root", str(tmp_path / "data"),
-                 "--strategies", "haba,replay,herding,dm,naive", "--mem-size", "20", "--seeds", "1",
+                 "--strategies", "haba,replay,herding,dm,naive,er", "--mem-size", "20", "--seeds", "1",
                  "--out", str(out), "--save-memory", *TINY])
     printed = capsys.readouterr().out
     assert code == 0
     assert "| haba |" in printed and "| naive |" in printed and "final avg. accuracy" in printed
     res = json.loads((out / "results.json").read_text())
-    assert set(res["summary"]) == {"haba", "replay", "herding", "dm", "naive"}
+    assert set(res["summary"]) == {"haba", "replay", "herding", "dm", "naive", "er"}
     assert res["data"]["classes"] == 10 and res["data"]["image_shape"] == [3, 32, 32]
     budget = 20 * 3 * 32 * 32 * 4
     orders = {tuple(r["class_order"]) for r in res["runs"]}
@@ -141,3 +141,45 @@ def test_default_recipe_is_modest_except_on_the_8x8_digits():
     assert recipe_of("--benchmark", "split-mnist") == "modest"
     assert recipe_of("--benchmark", "split-digits") == "paper"
     assert recipe_of("--benchmark", "split-digits", "--recipe", "modest") == "modest"
+
+
+def test_split_cifar100_20_experiences_avalanche_strategies_and_plots(tmp_path, capsys):
+    """The headline run (100 classes, 20 experiences) on a fixture in the release's pickle format, with
+    Avalanche's own strategies beside HaBa; PNGs land next to results.json; one seed prints no '± 0.00'."""
+    write_cifar100(tmp_path / "data", classes=100, n_train=2, n_test=1)
+    out = tmp_path / "out"
+    code = main(["--benchmark", "split-cifar100", "--n-experiences", "20", "--data-root", str(tmp_path / "data"),
+                 "--strategies", "haba,gdumb,lwf,ewc", "--mem-size", "100", "--out", str(out), *TINY])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "±" not in printed and "| gdumb |" in printed and "| ewc |" in printed
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["summary"]) == {"haba", "gdumb", "lwf", "ewc"}
+    for r in res["runs"]:
+        assert len(r["stream_accuracy"]) == 20 and len(r["experience_accuracy"]) == 20
+        if r["strategy"] in ("haba", "gdumb"):
+            assert all(b is not None and b <= 100 * 3 * 32 * 32 * 4 for b in r["memory_bytes"]), r["strategy"]
+    haba = next(r for r in res["runs"] if r["strategy"] == "haba")
+    assert all(h["bpc"] <= 2 for h in haba["memory_history"])  # two images per class: never more bases
+    for name in ("accuracy_matrix.png", "accuracy_curves.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"plot: {out / name}" in printed
+    assert res["plots"] == ["accuracy_matrix.png", "accuracy_curves.png"]
+
+
+def test_help_states_each_default_once(capsys):
+    assert main(["--help"]) == 0
+    text = capsys.readouterr().out
+    assert "(default: None)" not in text and ") (default" not in text
+    for name in ("er", "gdumb", "lwf", "ewc"):
+        assert name in text
+
+
+def test_memory_updates_show_a_progress_bar_unless_quiet(tmp_path, capsys):
+    argv = ["--benchmark", "split-digits", "--n-experiences", "2", "--strategies", "haba", "--mem-size", "40",
+            "--train-per-class", "8", "--test-per-class", "4", *[a for a in TINY if a != "--quiet"]]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "memory update, experience 0" in err and "memory update, experience 1" in err
+    assert main([*argv, "--quiet"]) == 0
+    assert "memory update" not in capsys.readouterr().err

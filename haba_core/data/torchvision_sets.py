@@ -57,8 +57,8 @@ def load_mnist_like(key: str, root: Path, split: str, download: bool, cache_dir:
         key,
         [tv_raw, root, root / key],
         [f"{n}[.gz]" for n in all_idx_names()],
-        f"pass download=True (--download) to let torchvision fetch it into {tv_raw}, or fetch the four .gz files "
-        f"from {cls.mirrors[0]} and place them (gzipped or not) in {root} or {tv_raw}",
+        f"fetch the four .gz files from {cls.mirrors[0]} and place them (gzipped or not) in {root} or {tv_raw} "
+        f"(from Python, load_dataset(..., download=True) lets torchvision fetch them)",
     )
 
 
@@ -89,8 +89,8 @@ def load_cifar(key: str, root: Path, split: str, download: bool, cache_dir: Path
                 key,
                 [folder],
                 expected,
-                f"pass download=True (--download), or fetch {cls.url} and extract it under {root} "
-                f"(it unpacks to {folder})",
+                f"fetch {cls.url} and extract it under {root} (it unpacks to {folder}); from Python, "
+                f"load_dataset(..., download=True) lets torchvision fetch it",
             )
     if download or official_cifar_files(cls, root):
         ds = cls(str(root), train=train, download=download)
@@ -120,7 +120,7 @@ def load_svhn(key: str, root: Path, split: str, download: bool, cache_dir: Path)
             key,
             [root, root / "svhn"],
             [filename],
-            f"pass download=True (--download), or fetch {url} and place it in {root}",
+            f"fetch {url} and place it in {root} (from Python: load_dataset(..., download=True))",
         )
     try:
         ds = (SVHN if where is None else _LocalSVHN)(str(where or root), split=split, download=download)
