@@ -174,7 +174,8 @@ def main(argv=None) -> None:
     if md is not None:
         m = meta["machine"]
         update_benchmarks_md(name, f"#### {args.dataset}, IPC-{args.ipc} equivalent, {args.objective}, "
-                                   f"{args.time_budget:.0f} s per run, scored on the {args.split} split\n\n`{meta['command']}` — {m['date']}, {machine_line(m)}\n\n"
+                                   f"{f'{args.iterations} iterations' if args.iterations else f'{args.time_budget:.0f} s'} per run, "
+                                   f"scored on the {args.split} split\n\n`{meta['command']}` — {m['date']}, {machine_line(m)}\n\n"
                                    f"{table}\n\n![accuracy vs time](docs/figures/{name}.png)\n", md)
 
 

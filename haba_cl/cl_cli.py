@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from haba_core import RECIPES
+
 from .cli_parser import OneLineParser
 from .cl_benchmarks import BENCHMARKS
 
@@ -98,10 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hallucinators", type=int, default=None, help="most hallucinators per experience (default 5)")
     p.add_argument("--hallucinator-share", type=float, default=0.2,
                    help="largest fraction of the memory hallucinators may take (default: 0.2)")
-    p.add_argument("--recipe", choices=("paper", "modest"), default=None,
+    p.add_argument("--recipe", choices=sorted(RECIPES), default=None,
                    help="distillation starting point (haba_core recipes): modest (default; measured best at "
-                        "CPU-minutes budgets) or paper (the paper's settings; the default on split-digits, whose 8x8 "
-                        "images are too small to down-sample); --distill-config and the flags below override it")
+                        "CPU-minutes budgets), paper (exactly the paper) or paper-pca (the paper with pca-initialised "
+                        "hallucinators; the default on split-digits, whose 8x8 images are too small to down-sample); "
+                        "--distill-config and the flags below override it")
     p.add_argument("--distill-config", default=None,
                    help="JSON file with DistillConfig fields (nested dicts allowed) for the per-experience "
                         "distillation; explicit flags override it")

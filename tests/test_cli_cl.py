@@ -139,7 +139,7 @@ def test_default_recipe_is_modest_except_on_the_8x8_digits():
         return config_from_args(build_parser().parse_args(list(argv))).recipe
 
     assert recipe_of("--benchmark", "split-mnist") == "modest"
-    assert recipe_of("--benchmark", "split-digits") == "paper"
+    assert recipe_of("--benchmark", "split-digits") == "paper-pca"
     assert recipe_of("--benchmark", "split-digits", "--recipe", "modest") == "modest"
 
 
