@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                         f"the same budget, into OUT/baseline-plain {_default(str(_R.compare).lower())}")
     g.add_argument("--eval-arch", help=f"evaluation network {_default(_R.eval_arch)}")
     g.add_argument("--eval-epochs", type=int, help=f"training epochs per evaluation run {_default(_R.eval_epochs)}")
-    g.add_argument("--eval-runs", type=int, help=f"evaluation runs (fresh networks) {_default(_R.eval_runs)}")
+    g.add_argument("--eval-runs", type=int, help=f"evaluation runs (fresh networks; 0 = no evaluation) {_default(_R.eval_runs)}")
     g.add_argument("--eval-dsa", action=argparse.BooleanOptionalAction,
                    help=f"DSA augmentation while training evaluation networks {_default(str(_R.eval_dsa).lower())}")
     g.add_argument("--eval-lr", type=float, help="evaluation learning rate (default: the learned MTT lr, else 0.01)")
@@ -259,13 +259,13 @@ def _metrics(label: str, result: FactorizedDataset, ev, cfg: DistillConfig, eval
         "dataset": result.meta.get("dataset"),
         "objective": cfg.objective,
         "parameterization": cfg.parameterization,
-        "accuracy_mean": ev.mean,
-        "accuracy_std": ev.std,
-        "accuracies": list(ev.accuracies),
-        "runs": len(ev.accuracies),
+        "accuracy_mean": ev.mean if ev is not None else None,
+        "accuracy_std": ev.std if ev is not None else None,
+        "accuracies": list(ev.accuracies) if ev is not None else [],
+        "runs": len(ev.accuracies) if ev is not None else 0,
         "eval_arch": eval_cfg.arch,
         "eval_epochs": eval_cfg.epochs,
-        "eval_lr": ev.extra.get("lr"),
+        "eval_lr": ev.extra.get("lr") if ev is not None else None,
         "stored_parameters": st.parameters,
         "stored_bytes": st.bytes,
         "ipc_equivalent": st.ipc_equivalent,
@@ -300,6 +300,9 @@ def _distill_one(train: ImageDataset, cfg: DistillConfig, pre: Preprocessor, fla
 
 def _evaluate(result: FactorizedDataset, test: ImageDataset, eval_cfg: EvalConfig, label: str,
               con: Console) -> tuple[Any, float]:
+    if eval_cfg.runs == 0:  # --eval-runs 0: no evaluation at all (no test pass either)
+        con.info(f"  {label}: not evaluated (--eval-runs 0)")
+        return None, 0.0
     con.info(f"evaluating {label}: {eval_cfg.runs} run(s) × {eval_cfg.epochs} epochs of {eval_cfg.arch}...")
     t0 = time.perf_counter()
     with EvalProgress(eval_cfg.runs, eval_cfg.epochs, f"evaluating {eval_cfg.arch}", quiet=con.quiet) as bar:

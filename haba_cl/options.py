@@ -293,8 +293,8 @@ def resolve(config: str | None, assignments: list[str] | None, flags: dict[str, 
     if distill_cfg.ipc is None and distill_cfg.bpc is None:
         raise ConfigError("give a budget: ipc (images per class) or bpc (bases per class)")
     settings = RunSettings(**run_part)
-    if settings.eval_runs < 1 or settings.eval_epochs < 0:
-        raise ConfigError("eval_runs must be >= 1 and eval_epochs >= 0")
+    if settings.eval_runs < 0 or settings.eval_epochs < 0:
+        raise ConfigError("eval_runs and eval_epochs must be >= 0 (eval_runs 0: no evaluation)")
     if settings.threads is not None and settings.threads < 1:
         raise ConfigError("threads must be >= 1")
     check_ranges(distill_cfg, settings)

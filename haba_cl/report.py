@@ -14,13 +14,16 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
-def accuracy(mean: float, std: float) -> str:
-    return f"{mean:.2f} ± {std:.2f}"
+def accuracy(mean: float | None, std: float | None, runs: int | None = None) -> str:
+    """``mean ± std``; just the mean for one run, ``-`` when nothing was evaluated."""
+    if mean is None or runs == 0:
+        return "-"
+    return f"{mean:.2f}" if runs == 1 or std is None else f"{mean:.2f} ± {std:.2f}"
 
 
 def distill_table(rows: Sequence[dict[str, Any]]) -> str:
     """The ``haba-distill`` summary: one row per result (metrics dicts as written to metrics.json)."""
-    body = [[r["method"], r.get("setup", ""), accuracy(r["accuracy_mean"], r["accuracy_std"]), f"{r['runs']}",
+    body = [[r["method"], r.get("setup", ""), accuracy(r["accuracy_mean"], r["accuracy_std"], r["runs"]), f"{r['runs']}",
              f"{r['stored_bytes']:,}", f"{r['ipc_equivalent']:.2f}", r["output_dir"]] for r in rows]
     return format_table(["method", "synthetic set", "accuracy (%)", "runs", "stored bytes", "IPC-equiv.", "output"],
                         body)

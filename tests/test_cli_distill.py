@@ -263,3 +263,24 @@ def test_plain_run_has_no_hallucinations_and_no_baseline(tmp_path):
     assert (out / "bases.png").is_file() and not (out / "hallucinated.png").exists()
     assert json.loads((out / "metrics.json").read_text())["baseline"] is None
     assert [p.name for p in out.iterdir() if p.is_dir()] == ["checkpoint"]
+
+
+def test_eval_runs_zero_skips_evaluation(tmp_path, monkeypatch):
+    def no_evaluation(*args, **kwargs):
+        raise AssertionError("--eval-runs 0 must not evaluate")
+
+    monkeypatch.setattr(distill_cli, "evaluate", no_evaluation)
+    out = tmp_path / "out"
+    ran = run_main(main, [*TINY, "--eval-runs", "0", "--no-compare", "--out", str(out)])
+    assert ran.code == 0, ran.err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["runs"] == 0 and metrics["accuracies"] == [] and metrics["accuracy_mean"] is None
+    assert FactorizedDataset.load(out).synthetic.num_bases > 0
+    assert_clean_error(run_main(main, [*TINY, "--eval-runs", "-1", "--out", str(tmp_path / "o2")]), "eval_runs")
+
+
+def test_one_run_prints_no_zero_spread():
+    from haba_cl.report import accuracy
+
+    assert accuracy(91.5, 0.0, 1) == "91.50" and accuracy(91.5, 0.4, 3) == "91.50 ± 0.40"
+    assert accuracy(None, None, 0) == "-"
