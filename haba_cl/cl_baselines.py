@@ -2,6 +2,8 @@
 
 ``haba``    HaBa replay: :class:`strategies.HabaReplayPlugin` (factorized DM-distilled memory).
 ``dm``      the same plugin with ``parameterization="plain"``: plain DM-distilled images, no factorization.
+``idc``     the same plugin with ``parameterization="idc"``: 2× down-sampled DM-distilled images, no
+            hallucinators (the strongest simple baseline at equal bytes in BENCHMARKS.md).
 ``replay``  Avalanche's ``ReplayPlugin`` with its class-balanced random buffer (``ClassBalancedBuffer``) on
             ``Naive`` — the class-balanced twin of Avalanche's ``Replay``, honouring ``batch_size_mem``.
 ``er``      Avalanche's own ``Replay`` strategy as shipped (experience-balanced buffer).
@@ -29,8 +31,8 @@ from haba_core import (BudgetError, ConfigError, DistillConfig, FactorizedDatase
                        UnknownNameError)
 from strategies import HabaReplay, HabaReplayPlugin
 
-STRATEGIES = ("haba", "replay", "herding", "dm", "naive", "er", "gdumb", "lwf", "ewc")
-MEMORY_STRATEGIES = ("haba", "replay", "herding", "dm", "er", "gdumb")
+from .cl_names import DISTILLED, MEMORY_STRATEGIES, STRATEGIES
+
 IMAGE_BUFFERS = ("replay", "herding", "er", "gdumb")  # real images: mem_size must cover one per class
 
 
@@ -147,10 +149,9 @@ def build_strategy(name: str, *, model: torch.nn.Module, optimizer: torch.optim.
     """One of :data:`STRATEGIES`, ready for ``train``/``eval``."""
     common = dict(model=model, optimizer=optimizer, criterion=criterion, train_mb_size=train_mb_size,
                   train_epochs=train_epochs, eval_mb_size=eval_mb_size, device=device, evaluator=evaluator)
-    if name in ("haba", "dm"):
+    if name in DISTILLED:
         cfg = copy.deepcopy(distill_config)
-        if name == "dm":
-            cfg.parameterization = "plain"
+        cfg.parameterization = DISTILLED[name] or cfg.parameterization
         strat = HabaReplay(mem_size=mem_size, batch_size_mem=batch_size_mem, distill_config=cfg,
                            hallucinator_share=hallucinator_share, input_normalization=input_normalization,
                            seed=seed, compute_budget=compute_budget, progress=progress, verbose=verbose, **common)
@@ -184,12 +185,11 @@ def check_memory_budget(strategies: list[str], mem_size: int, image_shape: tuple
     n_classes = sum(len(e) for e in experiences)
     if any(s in IMAGE_BUFFERS for s in strategies) and mem_size < n_classes:
         raise BudgetError(f"mem_size {mem_size} is too small for one image per class ({n_classes} classes)")
-    for name in ("haba", "dm"):
+    for name in DISTILLED:
         if name not in strategies:
             continue
         cfg = copy.deepcopy(distill_config)
-        if name == "dm":
-            cfg.parameterization = "plain"
+        cfg.parameterization = DISTILLED[name] or cfg.parameterization
         plugin = HabaReplayPlugin(mem_size, distill_config=cfg, hallucinator_share=hallucinator_share,
                                   compute_budget=None)
         plugin.check_budget(image_shape, [{c: class_counts.get(c, 1) for c in e} for e in experiences])

@@ -23,7 +23,7 @@ from haba_core import RECIPES
 from .cli_parser import OneLineParser
 from .cl_benchmarks import BENCHMARKS
 
-STRATEGY_NAMES = ("haba", "replay", "herding", "dm", "naive", "er", "gdumb", "lwf", "ewc")
+from .cl_names import STRATEGIES as STRATEGY_NAMES
 
 
 _Parser = OneLineParser  # one line + a hint to --help, exit 2 (shared by every command)

@@ -74,13 +74,15 @@ def test_split_cifar100_fixture_all_strategies(tmp_path, capsys):
     write_cifar100(tmp_path / "data")
     out = tmp_path / "out"
     code = main(["--benchmark", "split-cifar100", "--n-experiences", "2", "--data-root", str(tmp_path / "data"),
-                 "--strategies", "haba,replay,herding,dm,naive,er", "--mem-size", "20", "--seeds", "1",
+                 "--strategies", "haba,replay,herding,dm,idc,naive,er", "--mem-size", "20", "--seeds", "1",
                  "--out", str(out), "--save-memory", *TINY])
     printed = capsys.readouterr().out
     assert code == 0
     assert "| haba |" in printed and "| naive |" in printed and "final avg. accuracy" in printed
     res = json.loads((out / "results.json").read_text())
-    assert set(res["summary"]) == {"haba", "replay", "herding", "dm", "naive", "er"}
+    assert set(res["summary"]) == {"haba", "replay", "herding", "dm", "idc", "naive", "er"}
+    idc = next(r for r in res["runs"] if r["strategy"] == "idc")
+    assert idc["memory_bytes"][-1] > 0  # replay from IDC memory (down-sampled distilled images) at equal bytes
     assert res["data"]["classes"] == 10 and res["data"]["image_shape"] == [3, 32, 32]
     budget = 20 * 3 * 32 * 32 * 4
     orders = {tuple(r["class_order"]) for r in res["runs"]}
