@@ -61,16 +61,30 @@ def one_setting(dataset: str, partition: str, ipc: int, seed: int, args: argpars
             "alpha": settings["alpha"], "seed": seed, "partition-seed": seed, "ipc": ipc,
             "device": str(args.device_name), "num-threads": int(args.threads_used), "min-available-clients": settings["clients"], "wait-for-clients-s": 5.0}
     out = {}
-    for mode, rounds in (("haba", settings["haba_rounds"]), ("fedavg", settings["fedavg_rounds"])):
-        cfg = {**base, "mode": mode, "num-server-rounds": rounds,
-               "results-path": str(work / f"{dataset}-{partition}-ipc{ipc}-s{seed}-{mode}.json")}
+    # one HaBa-mode run per parameterization ("" = the recipe's): "idc" / "plain" clients upload IDC or plain
+    # DM-distilled images instead (FedDM-style one-shot baselines at the same per-client byte budget)
+    runs = [(haba_key(p), "haba", settings["haba_rounds"], p) for p in args.parameterizations]
+    runs.append(("fedavg", "fedavg", settings["fedavg_rounds"], ""))
+    for key, mode, rounds, param in runs:
+        cfg = {**base, "mode": mode, "num-server-rounds": rounds, "parameterization": param,
+               "results-path": str(work / f"{dataset}-{partition}-ipc{ipc}-s{seed}-{key}.json")}
         t0 = time.perf_counter()
-        out[mode] = run_federated(cfg, settings["clients"], backend=args.backend)
-        out[mode]["bench_seconds"] = time.perf_counter() - t0
-        print(f"  {dataset} {partition} ipc={ipc} seed={seed} {mode}: final accuracy "
-              f"{out[mode]['final_accuracy']}, {out[mode]['totals']['bytes_total']:,} bytes, "
-              f"{out[mode]['bench_seconds']:.0f}s", file=sys.stderr)
+        out[key] = run_federated(cfg, settings["clients"], backend=args.backend)
+        out[key]["bench_seconds"] = time.perf_counter() - t0
+        print(f"  {dataset} {partition} ipc={ipc} seed={seed} {key}: final accuracy "
+              f"{out[key]['final_accuracy']}, {out[key]['totals']['bytes_total']:,} bytes, "
+              f"{out[key]['bench_seconds']:.0f}s", file=sys.stderr)
     return out
+
+
+def haba_key(parameterization: str) -> str:
+    """``haba`` for the recipe's own parameterization, else ``haba-<parameterization>``."""
+    return "haba" if not parameterization else f"haba-{parameterization}"
+
+
+def method_name(key: str) -> str:
+    return {"haba": "HaBa", "haba-idc": "IDC", "haba-plain": "plain DM", "haba-haba": "HaBa (full-size bases)",
+            "haba-idc-haba": "HaBa (idc-haba)"}.get(key, key)
 
 
 def rows_for(dataset: str, partition: str, ipc: int, runs: list[dict], settings: dict) -> list[dict]:
@@ -86,11 +100,13 @@ def rows_for(dataset: str, partition: str, ipc: int, runs: list[dict], settings:
                 "bytes_up": sum(ups) / len(ups), "bytes_down": sum(downs) / len(downs),
                 "total_bytes": (sum(ups) + sum(downs)) / len(ups)}
 
-    clients = [c for r in runs for c in r["haba"]["rounds"][0].get("clients", [])]
-    stored = sum(c["bytes_up"] for c in clients) / len(clients) if clients else None
     rows = []
-    for k in sorted({1, settings["haba_rounds"]}):
-        rows.append({**row("HaBa one-shot" if k == 1 else f"HaBa {k}-round", "haba", k), "stored_bytes": stored})
+    for key in [k for k in runs[0] if k.startswith("haba")]:
+        clients = [c for r in runs for c in r[key]["rounds"][0].get("clients", [])]
+        stored = sum(c["bytes_up"] for c in clients) / len(clients) if clients else None
+        for k in sorted({1, settings["haba_rounds"]}):
+            name = method_name(key) + (" one-shot" if k == 1 else f" {k}-round")
+            rows.append({**row(name, key, k), "stored_bytes": stored})
     for k in [k for k in FEDAVG_REPORT if k <= settings["fedavg_rounds"]] or [settings["fedavg_rounds"]]:
         rows.append({**row("FedAvg", "fedavg", k), "stored_bytes": None})
     # FedAvg rounds needed to reach HaBa one-shot accuracy (seed-averaged curves); None = not within the run
@@ -110,10 +126,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ipc", default="10", help="comma list of per-client IPC budgets (default 10)")
     parser.add_argument("--partitions", default=None, help="comma list of dirichlet, iid (default both)")
     parser.add_argument("--backend", default="inprocess", choices=["inprocess", "ray"])
+    parser.add_argument("--parameterizations", default="",
+                        help="comma list of client parameterizations to run in HaBa mode besides the recipe's own "
+                             "(e.g. ',idc,plain': the recipe, then IDC and plain DM uploads at the same bytes)")
     parser.add_argument("--fedavg-rounds", type=int, default=None, help="FedAvg rounds (default 20 full, 2 quick)")
+    parser.add_argument("--haba-rounds", type=int, default=None, help="HaBa rounds (default 3 full, 2 quick)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one run-config value (e.g. iterations=200, train-limit=10000); repeatable")
     args = parser.parse_args(argv)
+    args.parameterizations = list(dict.fromkeys(p.strip() for p in args.parameterizations.split(",")))
     device = resolve_device(args.device)
     args.device_name = device
     threads = harness.configure_threads(args) if hasattr(harness, "configure_threads") else 1
@@ -122,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     settings["run"] = {**settings["run"], **parse_overrides(args.set)}
     if args.fedavg_rounds:
         settings["fedavg_rounds"] = args.fedavg_rounds
+    if args.haba_rounds:
+        settings["haba_rounds"] = args.haba_rounds
     if args.partitions:
         settings["partitions"] = args.partitions.split(",")
     seeds = seed_list(args)[:1] if args.quick else seed_list(args)
