@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="small subsets, 1 seed, 10 images/class (≤ 2 min on CPU)")
     p.add_argument("--device", default="auto")
     p.add_argument("--benchmarks", default="split-mnist,split-cifar10")
-    p.add_argument("--strategies", default="haba,replay,herding,dm,naive")
+    p.add_argument("--strategies", default="haba,idc,replay,herding,dm,naive")
     p.add_argument("--seeds", default=None, help="comma-separated seeds (default: 0 quick, 0,1,2 full)")
     p.add_argument("--ipc", default=None, help="memory in images per class, comma-separated (default 10,20)")
     p.add_argument("--epochs", type=int, default=None)
