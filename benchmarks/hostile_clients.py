@@ -151,7 +151,8 @@ def run_condition(clients: ReplayClients, cfg: dict[str, Any], n: int, hostile: 
     r1 = res["rounds"][0]
     bad_nodes = {1000 + p for p in hostile}
     dropped = {int(x["node"]) for x in r1["rejected"]}
-    return {"accuracy": res["final_accuracy"], "status": res["status"],
+    acc = res["final_accuracy"]  # a fraction in the results; this study reports percent
+    return {"accuracy": None if acc is None else 100 * acc, "status": res["status"],
             "hostile_dropped": len(dropped & bad_nodes), "honest_dropped": len(dropped - bad_nodes),
             "kinds": sorted({x["kind"] for x in r1["rejected"]})}
 
