@@ -352,3 +352,16 @@ def test_a_factorized_collection_saves_and_loads_bit_exactly(result, tmp_path):
     (tmp_path / "c" / "collection.json").write_text(json.dumps(doc))
     with pytest.raises(FormatError):
         FactorizedCollection.load(tmp_path / "c")
+
+
+def test_flwr_run_still_takes_the_deprecated_names():
+    """`flwr run --run-config` only takes keys declared in pyproject: the old names are, as "" (not given)."""
+    from flwr.common.config import flatten_dict, fuse_dicts
+
+    from federated.task import known_keys
+
+    declared = flatten_dict(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"])
+    run_config = fuse_dicts(declared, {"local-lr": 0.05, "num-server-rounds": 2}, check_keys=True)
+    cfg = resolve_run_config(known_keys(run_config))
+    assert cfg["learning-rate"] == 0.05 and cfg["batch-size"] == 32 and cfg["num-server-rounds"] == 2
+    assert resolve_run_config(known_keys(declared)) == resolve_run_config({})
