@@ -35,11 +35,11 @@ from benchmarks.harness import (add_common_args, fmt_bytes, load_average, machin
 from haba_cl.fl_runner import run_federated
 
 FULL = {"clients": 10, "partitions": ["dirichlet", "iid"], "alpha": 0.5, "haba_rounds": 3, "fedavg_rounds": 20,
-        "run": {"iterations": 1000, "net-width": 128, "server-epochs": 300, "local-epochs": 1, "local-lr": 0.01,
-                "local-batch-size": 32, "hallucinators": 5, "fraction-evaluate": 0.0}}
+        "run": {"iterations": 1000, "net-width": 128, "server-epochs": 300, "local-epochs": 1, "learning-rate": 0.01,
+                "batch-size": 32, "hallucinators": 5, "fraction-evaluate": 0.0}}
 QUICK = {"clients": 10, "partitions": ["dirichlet", "iid"], "alpha": 0.5, "haba_rounds": 2, "fedavg_rounds": 2,
-         "run": {"iterations": 5, "net-width": 32, "server-epochs": 20, "local-epochs": 1, "local-lr": 0.01,
-                 "local-batch-size": 64, "hallucinators": 5, "batch-real": 64, "fraction-evaluate": 0.0,
+         "run": {"iterations": 5, "net-width": 32, "server-epochs": 20, "local-epochs": 1, "learning-rate": 0.01,
+                 "batch-size": 64, "hallucinators": 5, "batch-real": 64, "fraction-evaluate": 0.0,
                  "train-limit": 2000, "test-limit": 1000}}
 FEDAVG_REPORT = (1, 2, 3, 5, 10, 15, 20)
 
@@ -92,7 +92,7 @@ def rows_for(dataset: str, partition: str, ipc: int, runs: list[dict], settings:
     label = partition if partition == "iid" else f"dirichlet α={settings['alpha']}"
 
     def row(method: str, mode: str, k: int) -> dict:
-        accs = [r[mode]["rounds"][k - 1]["accuracy"] for r in runs if r[mode]["rounds"][k - 1]["accuracy"] is not None]
+        accs = [100 * r[mode]["rounds"][k - 1]["accuracy"] for r in runs if r[mode]["rounds"][k - 1]["accuracy"] is not None]
         ups = [sum(x["bytes_up"] for x in r[mode]["rounds"][:k]) for r in runs]
         downs = [sum(x["bytes_down"] for x in r[mode]["rounds"][:k]) for r in runs]
         return {"dataset": dataset, "partition": label, "ipc": ipc, "method": method, "rounds": k,
@@ -111,7 +111,7 @@ def rows_for(dataset: str, partition: str, ipc: int, runs: list[dict], settings:
         rows.append({**row("FedAvg", "fedavg", k), "stored_bytes": None})
     # FedAvg rounds needed to reach HaBa one-shot accuracy (seed-averaged curves); None = not within the run
     one_shot = rows[0]["mean"]
-    curve = [summarize([r["fedavg"]["rounds"][k]["accuracy"] or 0.0 for r in runs])["mean"]
+    curve = [summarize([100 * (r["fedavg"]["rounds"][k]["accuracy"] or 0.0) for r in runs])["mean"]
              for k in range(settings["fedavg_rounds"])]
     match = next((k + 1 for k, a in enumerate(curve) if a >= one_shot), None)
     for r in rows:

@@ -19,11 +19,12 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
+from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 
 from .accounting import DOWN, EVALUATE, TRAIN, UP, CommLedger, array_record_bytes, content_array_bytes, tensor_bytes
 from .metrics_check import TRAIN_METRICS, check_metrics, valid_evaluate_replies
-from .task import (DEFAULT_RUN_CONFIG, build_model, client_config, evaluate_model, load_partition, node_partition,
-                   preprocessor_for, resolve_device, resolve_run_config, set_threads, state_dict_cpu)
+from .task import (DEFAULT_RUN_CONFIG, build_model, client_config, evaluate_model, known_keys, load_partition,
+                   node_partition, preprocessor_for, resolve_device, resolve_run_config, set_threads, state_dict_cpu)
 
 logger = logging.getLogger("flwr.haba")
 MODEL_BOUND = 1e4
@@ -37,7 +38,7 @@ def client_run_config(msg: Message, context: Context) -> dict[str, Any]:
     A ``data-root`` in the node config (``--node-config 'data-root="/data"'``) wins over both, so each
     SuperNode can keep its data wherever it likes.
     """
-    layers: list[Mapping[str, Any]] = [{k: v for k, v in context.run_config.items() if k in DEFAULT_RUN_CONFIG}]
+    layers: list[Mapping[str, Any]] = [known_keys(context.run_config)]
     if "config" in msg.content.config_records:
         layers.append({k: v for k, v in msg.content.config_records["config"].items() if k in DEFAULT_RUN_CONFIG})
     cfg = resolve_run_config(*layers)
@@ -61,7 +62,7 @@ def local_evaluate(msg: Message, context: Context) -> Message:
     model = build_model(cfg, test.image_shape, test.num_classes)
     model.load_state_dict(msg.content.array_records["arrays"].to_torch_state_dict())
     acc, loss = evaluate_model(model, test, preprocessor_for(test), resolve_device(cfg["device"]))
-    metrics = MetricRecord({"num-examples": len(test), "accuracy": float(acc), "loss": float(loss)})
+    metrics = MetricRecord({"num-examples": len(test), "accuracy": float(acc) / 100.0, "loss": float(loss)})
     return Message(RecordDict({"metrics": metrics}), reply_to=msg)
 
 
@@ -78,8 +79,8 @@ def fedavg_train(msg: Message, context: Context) -> Message:
     x = preprocessor_for(train)(train.images.to(device))
     y = train.labels.to(device)
     gen = torch.Generator().manual_seed(int(cfg["seed"]) * 1000 + pid + 7 * server_round_of(msg))
-    opt = torch.optim.SGD(model.parameters(), lr=float(cfg["local-lr"]), momentum=0.9)
-    bs = max(1, int(cfg["local-batch-size"]))
+    opt = torch.optim.SGD(model.parameters(), lr=float(cfg["learning-rate"]), momentum=0.9)
+    bs = max(1, int(cfg["batch-size"]))
     t0 = time.perf_counter()
     model.train()
     total, count = 0.0, 0
@@ -105,27 +106,32 @@ fedavg_client_app.evaluate()(local_evaluate)
 
 
 # ---------------------------------------------------------------------------------------------- server side
-def _weighted_metrics(records: list[RecordDict], weight_key: str) -> MetricRecord:
-    """Weighted mean of every numeric metric; tolerates zero total weight (returns plain means)."""
-    weights = [float(next(iter(r.metric_records.values())).get(weight_key, 0)) for r in records]
-    total = sum(weights)
-    factors = [w / total for w in weights] if total > 0 else [1.0 / len(records)] * len(records)
-    out: dict[str, float] = {}
-    for r, f in zip(records, factors):
-        for key, value in next(iter(r.metric_records.values())).items():
-            if key == weight_key or isinstance(value, list):
-                continue
-            out[key] = out.get(key, 0.0) + float(value) * f
-    out[weight_key] = total
-    return MetricRecord(out)
+SUMMED_METRICS = ("upload-bytes",)
+"""Client metrics that are totals over clients, not per-example rates: summed, never averaged."""
+
+
+def aggregate_client_metrics(records: list[RecordDict], weight_key: str) -> MetricRecord:
+    """Flower's ``aggregate_metricrecords`` (mean weighted by ``weight_key``) for rates such as accuracy and
+    loss; :data:`SUMMED_METRICS` and ``weight_key`` itself are summed. Replies with zero weight carry no
+    examples and are left out of the mean; if every reply has zero weight only the sums are returned."""
+    sums = {key: sum(float(m[key]) for r in records for m in r.metric_records.values() if key in m)
+            for key in (weight_key, *SUMMED_METRICS)}
+    weighted = [RecordDict({name: MetricRecord({k: v for k, v in m.items() if k not in SUMMED_METRICS})
+                            for name, m in r.metric_records.items()})
+                for r in records if float(next(iter(r.metric_records.values())).get(weight_key, 0)) > 0]
+    out = aggregate_metricrecords(weighted, weight_key) if weighted else MetricRecord()
+    for key, total in sums.items():
+        if any(key in m for r in records for m in r.metric_records.values()):
+            out[key] = int(total) if float(total).is_integer() else total
+    return out
 
 
 class AccountedFedAvg(FedAvg):
     """Flower's FedAvg, plus byte accounting per message and a minimum number of valid replies."""
 
     def __init__(self, ledger: CommLedger, min_clients: int = 1, **kwargs: Any):
-        kwargs.setdefault("train_metrics_aggr_fn", _weighted_metrics)
-        kwargs.setdefault("evaluate_metrics_aggr_fn", _weighted_metrics)
+        kwargs.setdefault("train_metrics_aggr_fn", aggregate_client_metrics)
+        kwargs.setdefault("evaluate_metrics_aggr_fn", aggregate_client_metrics)
         super().__init__(**kwargs)
         self.ledger = ledger
         self.min_clients = min_clients

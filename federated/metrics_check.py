@@ -21,7 +21,7 @@ TRAIN_METRICS: dict[str, tuple[bool, float, float]] = {
     "train-loss": (False, 0.0, 1e6), "train-seconds": (False, 0.0, 1e7),
 }
 EVALUATE_METRICS: dict[str, tuple[bool, float, float]] = {
-    "num-examples": (True, 0, 10**9), "accuracy": (False, 0.0, 100.0), "loss": (False, 0.0, 1e6),
+    "num-examples": (True, 0, 10**9), "accuracy": (False, 0.0, 1.0), "loss": (False, 0.0, 1e6),
 }
 MAX_METRICS = 64
 

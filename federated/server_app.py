@@ -39,22 +39,29 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import Strategy
 
 from haba_core import EvalConfig, FactorizedCollection, FactorizedDataset, ImageDataset
+from haba_core.atomic import write_safetensors
 from haba_core.evaluate import train_on_synthetic
 
 from .accounting import DOWN, EVALUATE, TRAIN, UP, CommLedger, array_record_bytes, content_array_bytes
 from .defence import build_check, outliers, sanity_score, split_check
 from .metrics_check import valid_evaluate_replies
-from .fedavg_apps import _weighted_metrics, run_fedavg
+from .fedavg_apps import aggregate_client_metrics, run_fedavg
 from .payload import PayloadRejected, decode_payload
-from .task import (DEFAULT_RUN_CONFIG, build_model, client_config, evaluate_model, expected_payload, load_run_split,
-                   preprocessor_for, resolve_device, resolve_run_config, set_threads, state_dict_cpu)
+from .task import (build_model, client_config, evaluate_model, expected_payload, known_keys,
+                   load_run_split, preprocessor_for, resolve_device, resolve_run_config, set_threads, state_dict_cpu)
 
 logger = logging.getLogger("flwr.haba")
-RESULTS_FORMAT = "haba-fl-results/1"
+RESULTS_FORMAT = "haba-fl-results/2"  # /2: accuracies are fractions in [0, 1] (were percent)
 
 
 def wait_for_nodes(grid: Grid, minimum: int, timeout_s: float, poll_s: float = 0.5) -> list[int]:
-    """Connected node ids once ``minimum`` are there, or whatever is there after ``timeout_s``."""
+    """Connected node ids once ``minimum`` are there, or whatever is there after ``timeout_s``.
+
+    Not Flower's ``strategy_utils.sample_nodes``: that one waits without a deadline (a SuperNode that never
+    connects would hang the run; here the round goes on and records who did not reply) and draws with the
+    process-wide ``random`` state, which would make HaBa's evaluation sample depend on unrelated code.
+    The FedAvg baseline uses Flower's sampling unchanged (through ``FedAvg.configure_train``).
+    """
     deadline = time.monotonic() + timeout_s
     while True:
         nodes = sorted(grid.get_node_ids())
@@ -159,7 +166,7 @@ class HabaStrategy(Strategy):
         collection = FactorizedCollection(list(self.parts.values())).to(self.device)
         learned = sorted(p.learned_lr for p in self.parts.values() if p.learned_lr is not None)
         # the median, not the mean: one client cannot pull the server's learning rate to the edge of the range
-        lr = float(self.cfg["server-lr"]) or (learned[len(learned) // 2] if learned else 0.01)
+        lr = float(self.cfg["server-learning-rate"]) or (learned[len(learned) // 2] if learned else 0.01)
         ecfg = EvalConfig(epochs=int(self.cfg["server-epochs"]), batch_size=int(self.cfg["server-batch-size"]),
                           dsa=bool(self.cfg["server-dsa"]), lr=lr, device=str(self.device))
         t0 = time.perf_counter()
@@ -175,7 +182,8 @@ class HabaStrategy(Strategy):
         logger.info("round %d: trained the global model on %d bases from %d clients (%d valid now) in %.1fs",
                     server_round, len(collection), len(self.parts), len(fresh), info["server_train_seconds"])
         metrics = MetricRecord({"valid-clients": len(fresh), "rejected-clients": len(info["rejected"]),
-                                "global-bases": len(collection), "server-train-seconds": info["server_train_seconds"]})
+                                "global-bases": len(collection), "server-train-seconds": info["server_train_seconds"],
+                                "upload-bytes": sum(int(c["bytes_up"]) for c in info["clients"])})
         return ArrayRecord(state_dict_cpu(self.model)), metrics
 
     # -------------------------------------------------------------------------------- evaluate
@@ -188,6 +196,7 @@ class HabaStrategy(Strategy):
         if not nodes:
             return []
         k = min(len(nodes), max(1, math.ceil(frac * len(nodes))))
+        # seeded per round (see wait_for_nodes for why not Flower's sample_nodes): same seed, same evaluators
         nodes = sorted(random.Random(int(self.cfg["seed"]) * 7919 + server_round).sample(nodes, k))
         down = array_record_bytes(arrays)
         messages = []
@@ -204,7 +213,7 @@ class HabaStrategy(Strategy):
         ok = valid_evaluate_replies(replies, info.setdefault("eval_rejected", []))
         if not ok:
             return None
-        return _weighted_metrics(ok, "num-examples")
+        return aggregate_client_metrics(ok, "num-examples")
 
 
 def make_central_evaluate(cfg: Mapping[str, Any], test: ImageDataset) -> Callable[[int, ArrayRecord], MetricRecord | None]:
@@ -218,10 +227,10 @@ def make_central_evaluate(cfg: Mapping[str, Any], test: ImageDataset) -> Callabl
         model = build_model(cfg, test.image_shape, test.num_classes)
         model.load_state_dict(arrays.to_torch_state_dict())
         acc, loss = evaluate_model(model, test, pre, device)
-        logger.info("round %d: central test accuracy %.2f%%", server_round, acc)
+        logger.info("round %d: central test accuracy %.2f%%", server_round, acc)  # percent only when printed
         if not math.isfinite(loss):
             logger.error("round %d: central test loss is %s", server_round, loss)
-        return MetricRecord({"accuracy": float(acc), "loss": float(loss) if math.isfinite(loss) else -1.0,
+        return MetricRecord({"accuracy": float(acc) / 100.0, "loss": float(loss) if math.isfinite(loss) else -1.0,
                              "finite": int(math.isfinite(loss))})
 
     return central_evaluate
@@ -234,6 +243,7 @@ def build_results(cfg: Mapping[str, Any], result: Any, strategy: Any, ledger: Co
     for r in range(1, int(cfg["num-server-rounds"]) + 1):
         central = result.evaluate_metrics_serverapp.get(r) if result is not None else None
         local = result.evaluate_metrics_clientapp.get(r) if result is not None else None
+        train = result.train_metrics_clientapp.get(r) if result is not None else None  # aggregate_client_metrics
         info = dict(strategy.round_info.get(r, {}))
         led = ledger.round_summary(r)
         failed = info.get("failed")
@@ -246,6 +256,7 @@ def build_results(cfg: Mapping[str, Any], result: Any, strategy: Any, ledger: Co
             "failed": failed,
             "eval_rejected": info.get("eval_rejected", []),
             "client_accuracy": float(local["accuracy"]) if local and "accuracy" in local else None,
+            "client_train_metrics": dict(train) if train else None,
             "bytes_up": led["bytes_up"], "bytes_down": led["bytes_down"],
             "cumulative_bytes": ledger.cumulative_total(r),
             "eval_bytes_down": led["eval_bytes_down"],
@@ -270,6 +281,36 @@ def build_results(cfg: Mapping[str, Any], result: Any, strategy: Any, ledger: Co
     }
 
 
+MODEL_FORMAT = "haba-fl-model/1"
+
+
+def artifact_paths(results_path: str | os.PathLike) -> tuple[Path, Path]:
+    """Where the final global model (``<stem>-model.safetensors``) and the global synthetic set
+    (``<stem>-synthetic/``) go: next to the results file."""
+    path = Path(results_path).expanduser()
+    return path.with_name(f"{path.stem}-model.safetensors"), path.with_name(f"{path.stem}-synthetic")
+
+
+def save_artifacts(cfg: Mapping[str, Any], result: Any, strategy: Any, test: ImageDataset) -> dict[str, str]:
+    """Save the final global model (safetensors, as Flower's examples save theirs) and, for HaBa, the global
+    synthetic set (:meth:`FactorizedCollection.save`) next to ``results-path``; returns the paths written."""
+    if not cfg["results-path"] or result is None or len(result.arrays) == 0:
+        return {}
+    model_path, synthetic_path = artifact_paths(cfg["results-path"])
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    keys = ("mode", "dataset", "network", "net-width", "net-depth", "net-norm", "recipe", "seed")
+    meta = {"format": MODEL_FORMAT, "image_shape": json.dumps(list(test.image_shape)),
+            "num_classes": str(test.num_classes), "run_config": json.dumps({k: cfg[k] for k in keys})}
+    write_safetensors(model_path, result.arrays.to_torch_state_dict(), metadata=meta)
+    out = {"model": str(model_path)}
+    parts = getattr(strategy, "parts", None)
+    if parts:
+        nodes = sorted(parts)
+        FactorizedCollection([parts[n] for n in nodes]).save(synthetic_path, labels=[{"node": n} for n in nodes])
+        out["synthetic"] = str(synthetic_path)
+    return out
+
+
 def write_results(path: str | os.PathLike, results: Mapping[str, Any]) -> Path:
     """Write ``results`` as JSON atomically (temporary file, then rename)."""
     path = Path(path).expanduser()
@@ -282,8 +323,8 @@ def write_results(path: str | os.PathLike, results: Mapping[str, Any]) -> Path:
 
 def run_server(grid: Grid, context: Context, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Body of the ServerApp for both modes; returns (and writes) the results document."""
-    run_cfg = {k: v for k, v in context.run_config.items() if k in DEFAULT_RUN_CONFIG}
-    ignored = sorted(k for k in context.run_config if k not in DEFAULT_RUN_CONFIG)
+    run_cfg = known_keys(context.run_config)
+    ignored = sorted(k for k in context.run_config if k not in run_cfg)
     if ignored:
         logger.warning("ignoring unknown run-config keys %s", ignored)
     cfg = resolve_run_config(run_cfg, overrides)
@@ -303,6 +344,7 @@ def run_server(grid: Grid, context: Context, overrides: Mapping[str, Any] | None
         result = strategy.start(grid=grid, initial_arrays=ArrayRecord(), num_rounds=int(cfg["num-server-rounds"]),
                                 timeout=float(cfg["round-timeout-s"]), evaluate_fn=central)
     results = build_results(cfg, result, strategy, ledger, time.perf_counter() - t0)
+    results["artifacts"] = save_artifacts(cfg, result, strategy, test)
     if cfg["results-path"]:
         write_results(cfg["results-path"], results)
         logger.info("results written to %s", cfg["results-path"])

@@ -12,6 +12,7 @@ federated mode because each client would fit different statistics.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 from dataclasses import dataclass
@@ -25,8 +26,10 @@ from haba_core import (ConfigError, DistillConfig, FactorizedDataset, Hallucinat
                        load_dataset, plan_budget, recipe)
 from haba_core.data.registry import canonical_name
 from haba_core.distillation import network_factory
+from haba_core.distillation.recipes import default_recipe_for
 from haba_core.evaluate import test_accuracy
 
+logger = logging.getLogger("flwr.haba")
 MODES = ("haba", "fedavg")
 PARTITIONINGS = ("iid", "dirichlet")
 DEFENCES = ("score", "none")
@@ -58,14 +61,15 @@ DEFAULT_RUN_CONFIG: dict[str, Any] = {
     "net-width": 128,
     "net-depth": 3,
     "net-norm": "instancenorm",
-    # HaBa distillation on the clients: a haba_core recipe, then the keys below, then distill-overrides
-    "recipe": "modest",
+    # HaBa distillation on the clients: a haba_core recipe ("" = the dataset's default, see
+    # haba_core.distillation.recipes.default_recipe_for), then the keys below, then distill-overrides
+    "recipe": "",
     "objective": "dm",
     "parameterization": "",
     "ipc": 2,
     "hallucinators": 5,
     "iterations": 200,
-    "lr-bases": 0.0,
+    "bases-learning-rate": 0.0,
     "batch-real": 256,
     "hallucinator-depth": 1,
     "hallucinator-channels": 0,
@@ -78,7 +82,7 @@ DEFAULT_RUN_CONFIG: dict[str, Any] = {
     "max-payload-bytes": 50_000_000,
     # training the global model on the server (HaBa)
     "server-epochs": 300,
-    "server-lr": 0.01,
+    "server-learning-rate": 0.01,
     "server-batch-size": 256,
     "server-dsa": True,
     # robust aggregation (federated.defence): "score" drops clients whose sanity score on a server-side
@@ -87,18 +91,24 @@ DEFAULT_RUN_CONFIG: dict[str, Any] = {
     "defence": "score",
     "defence-check-per-class": 10,
     "defence-ratio": 0.5,
-    # FedAvg local training
+    # FedAvg local training (the names of Flower's quickstart apps)
     "local-epochs": 1,
-    "local-lr": 0.01,
-    "local-batch-size": 32,
+    "learning-rate": 0.01,
+    "batch-size": 32,
 }
+
+# Names used before Flower's quickstart naming (issue 17); still accepted, with a one-line warning. pyproject
+# lists them with "" (= not given) because `flwr run --run-config` only takes keys the app's config declares.
+DEPRECATED_KEYS: dict[str, str] = {"local-lr": "learning-rate", "local-batch-size": "batch-size",
+                                   "server-lr": "server-learning-rate", "lr-bases": "bases-learning-rate"}
+_WARNED: set[str] = set()
 
 # Keys the server forwards to the clients in every instruction (the rest stays on the server).
 CLIENT_KEYS = ("mode", "dataset", "data-root", "train-limit", "test-limit", "partitioning", "alpha", "partition-seed", "seed", "device",
                "num-threads", "network", "net-width", "net-depth", "net-norm", "recipe", "objective", "parameterization",
-               "ipc", "hallucinators", "iterations", "lr-bases", "batch-real", "hallucinator-depth",
+               "ipc", "hallucinators", "iterations", "bases-learning-rate", "batch-real", "hallucinator-depth",
                "hallucinator-channels", "hallucinator-activation", "hallucinator-padding", "hallucinator-init", "distill-overrides",
-               "drop-empty-classes", "refine", "num-server-rounds", "local-epochs", "local-lr", "local-batch-size")
+               "drop-empty-classes", "refine", "num-server-rounds", "local-epochs", "learning-rate", "batch-size")
 
 
 # ---------------------------------------------------------------------------------------------- config
@@ -128,16 +138,36 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
 def resolve_run_config(*layers: Mapping[str, Any] | None) -> dict[str, Any]:
     """Defaults overlaid by each layer in turn (e.g. the Flower run config, then programmatic overrides).
 
-    Unknown keys raise :class:`ConfigError`; values are coerced to the default's type.
+    Unknown keys raise :class:`ConfigError`; values are coerced to the default's type. A deprecated name
+    (:data:`DEPRECATED_KEYS`) sets its new key, over the new key's value in the same layer, with a warning
+    once per process; ``""`` means "not given". ``recipe = ""`` becomes the dataset's default recipe.
     """
     cfg = dict(DEFAULT_RUN_CONFIG)
     for layer in layers:
-        for key, value in (layer or {}).items():
+        layer = dict(layer or {})
+        renamed = {}
+        for old, new in DEPRECATED_KEYS.items():
+            value = layer.pop(old, "")
+            if value == "" or value is None:
+                continue
+            if old not in _WARNED:
+                _WARNED.add(old)
+                logger.warning("run config %r is deprecated; use %r (Flower's quickstart naming)", old, new)
+            renamed[new] = value
+        layer.update(renamed)
+        for key, value in layer.items():
             if key not in DEFAULT_RUN_CONFIG:
                 raise ConfigError(f"unknown run config key {key!r}; known: {', '.join(sorted(DEFAULT_RUN_CONFIG))}")
             cfg[key] = _coerce(key, value, DEFAULT_RUN_CONFIG[key])
+    if not cfg["recipe"].strip():
+        cfg["recipe"] = default_recipe_for(cfg["dataset"])
     check_run_config(cfg)
     return cfg
+
+
+def known_keys(run_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The items of a Flower run config this app reads (its keys and their deprecated names)."""
+    return {k: v for k, v in run_config.items() if k in DEFAULT_RUN_CONFIG or k in DEPRECATED_KEYS}
 
 
 def check_run_config(cfg: Mapping[str, Any]) -> None:
@@ -164,7 +194,7 @@ def check_run_config(cfg: Mapping[str, Any]) -> None:
         raise ConfigError("defence-check-per-class must be >= 1 with defence score (0 = no check set) and "
                           "defence-ratio in [0, 1)")
     canonical_name(cfg["dataset"])
-    recipe(cfg["recipe"])  # UnknownNameError for a name that is not a recipe
+    recipe(cfg["recipe"] or default_recipe_for(cfg["dataset"]))  # UnknownNameError for a name that is not a recipe
 
 
 def client_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -175,10 +205,10 @@ def client_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
 def distill_config(cfg: Mapping[str, Any], seed: int | None = None) -> DistillConfig:
     """The :class:`haba_core.DistillConfig` described by a run config (no ZCA in federated mode).
 
-    Layers: the ``recipe`` (``modest`` by default, ``paper``), then the explicit keys (``parameterization``
+    Layers: the ``recipe`` (``""``: the dataset's default, :func:`default_recipe_for`), then the explicit keys (``parameterization``
     ``""`` keeps the recipe's), then ``distill-overrides``.
     """
-    d: dict[str, Any] = recipe(cfg["recipe"])
+    d: dict[str, Any] = recipe(cfg["recipe"] or default_recipe_for(cfg["dataset"]))
     _deep_update(d, {
         "objective": cfg["objective"], "ipc": int(cfg["ipc"]),
         "hallucinators": int(cfg["hallucinators"]), "iterations": int(cfg["iterations"]),
@@ -193,8 +223,8 @@ def distill_config(cfg: Mapping[str, Any], seed: int | None = None) -> DistillCo
     })
     if cfg["parameterization"]:
         d["parameterization"] = cfg["parameterization"]
-    if cfg["lr-bases"] and float(cfg["lr-bases"]) > 0:
-        d["lr_bases"] = float(cfg["lr-bases"])
+    if cfg["bases-learning-rate"] and float(cfg["bases-learning-rate"]) > 0:
+        d["lr_bases"] = float(cfg["bases-learning-rate"])
     if cfg.get("distill-overrides"):
         try:
             extra = json.loads(cfg["distill-overrides"])
@@ -262,6 +292,12 @@ def partition_indices(labels: Tensor, num_partitions: int, partitioning: str = "
     least ``min_size`` examples; after 100 attempts the smallest partitions take examples from the
     largest. The same ``(seed, α, n)`` gives the same class proportions for any label vector, so the
     train and test splits are partitioned alike.
+
+    Not ``flwr-datasets``' ``IidPartitioner`` / ``DirichletPartitioner``: that package is not a dependency
+    (it brings Hugging Face ``datasets`` and ``pyarrow``), it partitions Hugging Face datasets rather than
+    the tensors of ``haba_core.load_dataset`` (the embedded digits, MNIST/CIFAR from their release files,
+    imagefolder archives), and it partitions one split at a time, whereas each node's test part here
+    follows its train part's class proportions.
     """
     if num_partitions < 1:
         raise ConfigError("the number of partitions must be >= 1")

@@ -87,16 +87,15 @@ def _parse_value(text: str) -> Any:
 
 
 def run_config_overrides(args: argparse.Namespace, mode: str) -> dict[str, Any]:
-    from .options import default_recipe
-
     rounds = args.rounds if mode == "haba" else (args.fedavg_rounds or args.rounds)
+    # "recipe": "" lets the app pick the dataset's default (haba_core default_recipe_for)
     ov: dict[str, Any] = {
         "mode": mode, "dataset": args.dataset, "data-root": args.data_root, "partitioning": args.partition,
         "alpha": args.alpha, "num-server-rounds": rounds, "min-clients": args.min_clients,
         "min-available-clients": args.clients, "fraction-evaluate": args.fraction_evaluate,
-        "recipe": args.recipe or default_recipe(args.dataset), "objective": args.objective, "ipc": args.ipc, "hallucinators": args.hallucinators,
-        "iterations": args.iterations, "server-epochs": args.server_epochs, "server-lr": args.server_lr,
-        "local-epochs": args.local_epochs, "local-lr": args.local_lr, "local-batch-size": args.local_batch_size,
+        "recipe": args.recipe or "", "objective": args.objective, "ipc": args.ipc, "hallucinators": args.hallucinators,
+        "iterations": args.iterations, "server-epochs": args.server_epochs, "server-learning-rate": args.server_lr,
+        "local-epochs": args.local_epochs, "learning-rate": args.local_lr, "batch-size": args.local_batch_size,
         "net-width": args.net_width, "net-depth": args.net_depth, "seed": args.seed, "device": args.device,
         "results-path": str(Path(args.out) / f"{mode}.json"), "wait-for-clients-s": 10.0,
     }
@@ -174,7 +173,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     head = f"{'method':<16} {'rounds':>6} {'accuracy %':>10} {'bytes up':>12} {'bytes down':>12} {'total bytes':>12}"
     lines = [head, "-" * len(head)]
     for r in rows:
-        acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.2f}"
+        acc = "-" if r["accuracy"] is None else f"{100 * r['accuracy']:.2f}"  # results hold fractions
         lines.append(f"{r['method']:<16} {r['rounds']:>6} {acc:>10} {r['bytes_up']:>12,} {r['bytes_down']:>12,} "
                      f"{r['total_bytes']:>12,}")
     return "\n".join(lines)
@@ -204,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{PROG}: interrupted", file=sys.stderr)
             return 130
     rows = table_rows(runs)
-    doc = {"format": "haba-fl-runner/1", "args": vars(args), "wall_seconds": time.perf_counter() - t0,
+    doc = {"format": "haba-fl-runner/2",  # /2: accuracies are fractions (the table prints percent) "args": vars(args), "wall_seconds": time.perf_counter() - t0,
            "runs": runs, "table": rows}
     from haba_core.atomic import write_json
 

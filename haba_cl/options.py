@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from haba_core import RECIPES, ConfigError, DistillConfig, EvalConfig
+from haba_core.distillation.recipes import DEFAULT_RECIPE, SMALL_IMAGE_DATASETS, default_recipe_for  # noqa: F401
 from haba_core import recipe as recipe_settings
 
 from .cli_errors import _toml
@@ -28,27 +29,20 @@ from .presets import resolve_config
 # Keys a preset may carry for documentation only.
 DOC_KEYS = ("description",)
 
-# The recipe a run starts from when neither --recipe nor the configuration file names one: the combination
-# measured best at CPU-minutes budgets (BENCHMARKS.md, "10 minutes per run": ahead of plain distillation at
-# equal bytes in all 8 DM/DC × MNIST/CIFAR-10 × IPC-2/11 cells). ``paper`` reproduces the paper's settings.
-DEFAULT_RECIPE = "modest"
-# ... except on the embedded 8×8 digits, where modest's 2× down-sampled bases are 4×4 pixels: there it scored
-# 56-62 % against 75-81 % for the paper's settings with the digits profile below (identity-initialised
-# hallucinators at lr 0.01; IPC 3, 300 DM iterations, seeds 0-2, 5 evaluation runs; docs/cli.md). Entry points
-# without that profile (haba-cl, haba-fl) start from ``paper-pca`` there: the paper's random init with
-# η_H = η_B blows the composed images up within a few hundred DM iterations on digits (a federated server
-# rightly rejects them), and ``paper-pca`` is what those entry points measured on digits before issue 15.
-SMALL_IMAGE_DATASETS = ("digits",)
+# The recipe a run starts from when neither --recipe nor the configuration file names one: one rule for every
+# entry point, in haba_core (haba-distill, haba-cl, haba-fl and the Flower app's ``recipe = ""``). ``modest`` was
+# measured best at CPU-minutes budgets (BENCHMARKS.md, "10 minutes per run": ahead of plain distillation at equal
+# bytes in all 8 DM/DC x MNIST/CIFAR-10 x IPC-2/11 cells); ``paper`` reproduces the paper's settings. On the
+# embedded 8x8 digits modest's 2x down-sampled bases are 4x4 pixels: there it scored 56-62 % against 75-81 % for
+# the paper's settings with the digits profile below (identity-initialised hallucinators at lr 0.01; IPC 3,
+# 300 DM iterations, seeds 0-2, 5 evaluation runs; docs/cli.md). Entry points without that profile (haba-cl,
+# haba-fl) start from ``paper-pca`` there: the paper's random init with eta_H = eta_B blows the composed images
+# up within a few hundred DM iterations on digits (a federated server rightly rejects them).
 
 
 def default_recipe(dataset: str | None, *, digits_profile: bool = False) -> str:
-    """The recipe a run on ``dataset`` starts from when none is named: :data:`DEFAULT_RECIPE`, except on the
-    8×8 digits: ``paper`` where haba-distill's digits profile fixes the hallucinators' init and learning rate
-    (``digits_profile=True``), else ``paper-pca``."""
-    name = str(dataset or "").strip().lower()
-    if name in SMALL_IMAGE_DATASETS or name == "split-digits":
-        return "paper" if digits_profile else "paper-pca"
-    return DEFAULT_RECIPE
+    """:func:`haba_core.distillation.recipes.default_recipe_for` (kept for the CLIs' callers)."""
+    return default_recipe_for(dataset, digits_profile=digits_profile)
 
 
 @dataclass

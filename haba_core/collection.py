@@ -6,14 +6,21 @@ client. ``FactorizedCollection`` trains on all of them at once with online compo
 
 from __future__ import annotations
 
-from typing import Sequence
+import json
+from pathlib import Path
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor
 
 from .budget import StorageReport
-from .errors import ConfigError
+from .atomic import atomic_path
+from .errors import ConfigError, FormatError
 from .factorized import FactorizedDataset
+
+COLLECTION_FILE = "collection.json"
+COLLECTION_FORMAT = "haba-factorized-collection"
+MAX_PARTS = 100_000
 
 
 class FactorizedCollection:
@@ -60,6 +67,40 @@ class FactorizedCollection:
     def materialize(self) -> tuple[Tensor, Tensor]:
         xs, ys = zip(*(p.materialize() for p in self.parts))
         return torch.cat(xs), torch.cat(ys)
+
+    def save(self, directory: str | Path, labels: Sequence[dict[str, Any]] | None = None) -> Path:
+        """``collection.json`` plus one ``part-NNN/`` per part in :meth:`FactorizedDataset.save`'s format;
+        ``labels`` (one JSON-able dict per part, e.g. the client it came from) are kept in the JSON."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        labels = list(labels) if labels is not None else [{} for _ in self.parts]
+        if len(labels) != len(self.parts):
+            raise ConfigError(f"{len(labels)} labels for {len(self.parts)} parts")
+        for i, p in enumerate(self.parts):
+            p.save(directory / f"part-{i:03d}")
+        doc = {"format": COLLECTION_FORMAT, "num_parts": len(self.parts), "num_bases": len(self),
+               "parts": [{"dir": f"part-{i:03d}", **dict(lab)} for i, lab in enumerate(labels)]}
+        with atomic_path(directory / COLLECTION_FILE) as tmp:
+            tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, device: str | torch.device = "cpu") -> "FactorizedCollection":
+        """Load a saved collection (every part validated by :meth:`FactorizedDataset.load`)."""
+        directory = Path(directory)
+        path = directory / COLLECTION_FILE
+        if not path.is_file():
+            raise FormatError(f"{directory} is not a factorized collection: {COLLECTION_FILE} is missing")
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            if doc.get("format") != COLLECTION_FORMAT:
+                raise FormatError(f"{path} does not describe a {COLLECTION_FORMAT}")
+            dirs = [str(p["dir"]) for p in doc["parts"]]
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, KeyError, TypeError) as exc:
+            raise FormatError(f"{path} is not a valid collection description ({exc})") from None
+        if not 0 < len(dirs) <= MAX_PARTS or any(Path(d).name != d or d in ("", ".", "..") for d in dirs):
+            raise FormatError(f"{path}: parts must be 1..{MAX_PARTS} plain sub-directory names")
+        return cls([FactorizedDataset.load(directory / d, device=device) for d in dirs])
 
     def storage(self) -> StorageReport:
         reports = [p.storage() for p in self.parts]

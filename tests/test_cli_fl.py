@@ -35,13 +35,20 @@ def test_runs_both_methods_and_writes_results(tmp_path, capsys):
     for mode, run in doc["runs"].items():
         assert run["status"] == "ok" and len(run["rounds"]) == 2
         for r in run["rounds"]:
-            assert r["accuracy"] is not None and r["bytes_up"] > 0
+            assert 0.0 <= r["accuracy"] <= 1.0 and r["bytes_up"] > 0  # fractions; percent only in the table
+            up = r["client_train_metrics"]["upload-bytes"]  # accepted replies, summed over clients
+            assert up == r["bytes_up"] if not r["rejected"] else up < r["bytes_up"]
+        assert Path(run["artifacts"]["model"]) == out / f"{mode}-model.safetensors"
+        assert Path(run["artifacts"]["model"]).exists()
         assert run["totals"]["bytes_total"] == run["rounds"][-1]["cumulative_bytes"]
         assert (out / f"{mode}.json").exists()
     one_shot = doc["table"][0]
     assert one_shot["bytes_down"] == 0 and one_shot["total_bytes"] == doc["runs"]["haba"]["rounds"][0]["bytes_up"]
     assert doc["table"][-1]["total_bytes"] == doc["runs"]["fedavg"]["totals"]["bytes_total"]
     assert "HaBa one-shot" in captured.out and "total bytes" in captured.out
+    assert (out / "haba-synthetic" / "collection.json").exists()
+    last = doc["table"][-1]
+    assert f"{100 * last['accuracy']:.2f}" in captured.out.splitlines()[len(doc["table"]) + 1]
 
 
 @pytest.mark.parametrize("argv", [
@@ -79,9 +86,22 @@ def test_console_script_error_has_no_traceback(tmp_path):
 def test_default_recipe_is_modest_except_on_the_8x8_digits():
     from haba_cl.fl_cli import build_parser, run_config_overrides
 
-    def recipe_of(*argv):
-        return run_config_overrides(build_parser().parse_args(list(argv)), "haba")["recipe"]
+    from federated.task import resolve_run_config
+
+    def recipe_of(*argv):  # haba-fl leaves "" to the app, which resolves it per dataset (haba_core)
+        return resolve_run_config(run_config_overrides(build_parser().parse_args(list(argv)), "haba"))["recipe"]
 
     assert recipe_of("--dataset", "mnist") == "modest"
     assert recipe_of("--dataset", "digits") == "paper-pca"
     assert recipe_of("--dataset", "digits", "--recipe", "modest") == "modest"
+
+
+def test_every_flag_reaches_the_run_config_under_its_flower_name():
+    from haba_cl.fl_cli import build_parser, run_config_overrides
+
+    args = build_parser().parse_args(["--objective", "dc", "--ipc", "3", "--hallucinators", "4", "--server-lr", "0.2",
+                                      "--local-lr", "0.3", "--local-batch-size", "7", "--iterations", "9"])
+    ov = run_config_overrides(args, "fedavg")
+    assert (ov["objective"], ov["ipc"], ov["hallucinators"], ov["iterations"]) == ("dc", 3, 4, 9)
+    assert (ov["server-learning-rate"], ov["learning-rate"], ov["batch-size"]) == (0.2, 0.3, 7)
+    assert ov["recipe"] == ""  # the app resolves the dataset's default

@@ -19,7 +19,7 @@ except ImportError:  # Python 3.10
 from haba_core import ConfigError, DistillConfig, distill
 from federated.accounting import CommLedger, array_record_bytes, content_array_bytes, tensor_bytes
 from federated.payload import ARRAYS_KEY, META_KEY, REJECTION_KINDS, PayloadRejected, decode_payload, encode_payload
-from federated.task import (DEFAULT_RUN_CONFIG, distill_config, drop_classes, expected_payload, load_partition,
+from federated.task import (DEFAULT_RUN_CONFIG, DEPRECATED_KEYS, distill_config, drop_classes, expected_payload, load_partition,
                             load_split, partition_indices, preprocessor_for, resolve_run_config)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -245,12 +245,14 @@ def test_config_validation():
 def test_client_distillation_starts_from_the_run_configs_recipe():
     from haba_core import UnknownNameError
 
-    modest = distill_config(resolve_run_config({}))  # default: the modest recipe
+    modest = distill_config(resolve_run_config({"dataset": "mnist"}))  # the default recipe off the 8x8 digits
     assert (modest.parameterization, modest.hallucinator_optimizer, modest.lr_hallucinators) == ("idc-haba", "adam", 1e-4)
     assert modest.hallucinator.affine_stride == 2 and modest.lambda_cos == 0.0
+    pca = distill_config(resolve_run_config({}))  # the app's default dataset, digits: paper-pca (issue 17)
+    assert (pca.parameterization, pca.hallucinator.init, pca.hallucinator_lr_rule) == ("haba", "pca", "dm-scaled")
     paper = distill_config(resolve_run_config({"recipe": "paper"}))
     assert (paper.parameterization, paper.hallucinator_optimizer, paper.lambda_cos) == ("haba", "sgd", 0.1)
-    mine = distill_config(resolve_run_config({"parameterization": "haba", "hallucinator-depth": 2}))
+    mine = distill_config(resolve_run_config({"recipe": "modest", "parameterization": "haba", "hallucinator-depth": 2}))
     assert mine.parameterization == "haba" and mine.hallucinator.depth == 2 and mine.hallucinator.affine_stride == 2
     with pytest.raises(UnknownNameError):
         resolve_run_config({"recipe": "turbo"})
@@ -263,10 +265,103 @@ def test_pyproject_flower_app_section_matches_defaults():
     app = flwr["app"]
     assert app["publisher"]
     assert app["components"] == {"serverapp": "federated.server_app:app", "clientapp": "federated.client_app:app"}
-    assert app["config"] == DEFAULT_RUN_CONFIG
+    # every key, plus the deprecated names as "" (not given) so that `flwr run --run-config` still takes them
+    assert app["config"] == {**DEFAULT_RUN_CONFIG, **{old: "" for old in DEPRECATED_KEYS}}
     from flwr.clientapp import ClientApp
     from flwr.serverapp import ServerApp
 
     from federated import client_app, server_app
 
     assert isinstance(server_app.app, ServerApp) and isinstance(client_app.app, ClientApp)
+
+
+# ---------------------------------------------------------------------------------------------- issue 17
+def test_recipe_defaults_come_from_one_rule_in_haba_core():
+    from haba_cl.fl_cli import build_parser, run_config_overrides
+    from haba_cl.options import default_recipe
+    from haba_core.distillation.recipes import default_recipe_for
+
+    for name, expected in [("digits", "paper-pca"), ("split-digits", "paper-pca"), ("mnist", "modest"),
+                           ("cifar100", "modest"), ("imagefolder:/x.tar.gz", "modest"), (None, "modest")]:
+        assert default_recipe_for(name) == default_recipe(name) == expected
+    assert default_recipe_for("digits", digits_profile=True) == default_recipe("digits", digits_profile=True) == "paper"
+    # the Flower app's "" means the dataset's default; an explicit recipe wins; the CLI leaves it to the app
+    assert resolve_run_config({})["recipe"] == "paper-pca"
+    assert resolve_run_config({"dataset": "mnist"})["recipe"] == "modest"
+    assert resolve_run_config({"recipe": "", "dataset": "cifar10"})["recipe"] == "modest"
+    assert resolve_run_config({"recipe": "paper"})["recipe"] == "paper"
+    args = build_parser().parse_args(["--dataset", "digits"])
+    assert resolve_run_config(run_config_overrides(args, "haba"))["recipe"] == "paper-pca"
+
+
+def test_flower_quickstart_key_names_and_deprecated_aliases(caplog):
+    import federated.task as task
+
+    assert {"learning-rate", "batch-size", "local-epochs", "num-server-rounds", "fraction-evaluate",
+            "server-learning-rate", "bases-learning-rate"} <= set(DEFAULT_RUN_CONFIG)
+    assert not set(DEPRECATED_KEYS) & set(DEFAULT_RUN_CONFIG)
+    task._WARNED.clear()
+    with caplog.at_level("WARNING", logger="flwr.haba"):
+        cfg = resolve_run_config({"local-lr": 0.05, "local-batch-size": 8, "server-lr": "0.2", "lr-bases": 3})
+        resolve_run_config({"local-lr": 0.07})  # warned once per process
+    assert (cfg["learning-rate"], cfg["batch-size"], cfg["server-learning-rate"], cfg["bases-learning-rate"]) == \
+        (0.05, 8, 0.2, 3.0)
+    warned = [r.getMessage() for r in caplog.records if "deprecated" in r.getMessage()]
+    assert len(warned) == 4 and all("\n" not in m for m in warned)
+    assert any("'local-lr'" in m and "'learning-rate'" in m for m in warned)
+    # "" (pyproject's value for the old names) means not given; a later layer's new name still wins
+    assert resolve_run_config({"local-lr": "", "learning-rate": 0.3})["learning-rate"] == 0.3
+    assert resolve_run_config({"local-lr": 0.05}, {"learning-rate": 0.4})["learning-rate"] == 0.4
+    with pytest.raises(ConfigError):
+        resolve_run_config({"local-lr": "fast"})
+    assert distill_config(resolve_run_config({"lr-bases": 0.5})).lr_bases == 0.5
+
+
+def test_client_metrics_use_flowers_weighted_mean_and_sum_upload_bytes():
+    from flwr.app import MetricRecord, RecordDict
+    from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
+
+    from federated.fedavg_apps import aggregate_client_metrics
+
+    def rec(n, acc, up):
+        return RecordDict({"metrics": MetricRecord({"num-examples": n, "accuracy": acc, "upload-bytes": up})})
+
+    records = [rec(10, 0.5, 1000), rec(30, 0.9, 3000), rec(0, 0.0, 7)]
+    out = aggregate_client_metrics(records, "num-examples")
+    flower = aggregate_metricrecords(records[:2], "num-examples")
+    assert out["accuracy"] == flower["accuracy"] == pytest.approx(0.8)
+    assert out["upload-bytes"] == 4007 and out["num-examples"] == 40
+    empty = aggregate_client_metrics([rec(0, 0.0, 5)], "num-examples")
+    assert dict(empty) == {"num-examples": 0, "upload-bytes": 5}
+
+
+def test_a_factorized_collection_saves_and_loads_bit_exactly(result, tmp_path):
+    from haba_core import FactorizedCollection
+    from haba_core.errors import FormatError
+
+    coll = FactorizedCollection([result, result])
+    coll.save(tmp_path / "c", labels=[{"node": 1}, {"node": 2}])
+    back = FactorizedCollection.load(tmp_path / "c")
+    assert len(back.parts) == 2 and len(back) == len(coll)
+    for a, b in zip(coll.parts, back.parts):
+        for k, t in a.tensors().items():
+            assert torch.equal(t.cpu(), b.tensors()[k].cpu())
+    doc = json.loads((tmp_path / "c" / "collection.json").read_text())
+    assert [p["node"] for p in doc["parts"]] == [1, 2]
+    doc["parts"][0]["dir"] = "../elsewhere"
+    (tmp_path / "c" / "collection.json").write_text(json.dumps(doc))
+    with pytest.raises(FormatError):
+        FactorizedCollection.load(tmp_path / "c")
+
+
+def test_flwr_run_still_takes_the_deprecated_names():
+    """`flwr run --run-config` only takes keys declared in pyproject: the old names are, as "" (not given)."""
+    from flwr.common.config import flatten_dict, fuse_dicts
+
+    from federated.task import known_keys
+
+    declared = flatten_dict(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"])
+    run_config = fuse_dicts(declared, {"local-lr": 0.05, "num-server-rounds": 2}, check_keys=True)
+    cfg = resolve_run_config(known_keys(run_config))
+    assert cfg["learning-rate"] == 0.05 and cfg["batch-size"] == 32 and cfg["num-server-rounds"] == 2
+    assert resolve_run_config(known_keys(declared)) == resolve_run_config({})

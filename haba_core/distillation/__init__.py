@@ -2,6 +2,7 @@
 
 from .config import DEFAULT_LR_BASES, DistillConfig
 from .loop import distill, network_factory
-from .recipes import RECIPES, recipe, recipe_config
+from .recipes import DEFAULT_RECIPE, RECIPES, default_recipe_for, recipe, recipe_config
 
-__all__ = ["DistillConfig", "DEFAULT_LR_BASES", "distill", "network_factory", "RECIPES", "recipe", "recipe_config"]
+__all__ = ["DistillConfig", "DEFAULT_LR_BASES", "distill", "network_factory", "RECIPES", "DEFAULT_RECIPE", "default_recipe_for", "recipe",
+           "recipe_config"]
