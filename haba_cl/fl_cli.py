@@ -203,12 +203,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{PROG}: interrupted", file=sys.stderr)
             return 130
     rows = table_rows(runs)
-    doc = {"format": "haba-fl-runner/2",  # /2: accuracies are fractions (the table prints percent) "args": vars(args), "wall_seconds": time.perf_counter() - t0,
-           "runs": runs, "table": rows}
+    doc = {"format": "haba-fl-runner/2",  # /2: accuracies are fractions (the table prints percent)
+           "args": vars(args), "wall_seconds": time.perf_counter() - t0, "runs": runs, "table": rows}
     from haba_core.atomic import write_json
 
     write_json(out / "results.json", doc)  # temp file, then rename
+    from .fl_plots import plot_accuracy_vs_bytes
+
+    figure = plot_accuracy_vs_bytes(rows, out / "accuracy_vs_bytes.png")
     print(format_table(rows))
+    if figure is not None:
+        print(f"figure: {figure}")
     print(f"\nresults: {out / 'results.json'}")
     failed = [m for m, r in runs.items() if r.get("status") != "ok"]
     if failed:

@@ -47,6 +47,10 @@ def test_runs_both_methods_and_writes_results(tmp_path, capsys):
     assert doc["table"][-1]["total_bytes"] == doc["runs"]["fedavg"]["totals"]["bytes_total"]
     assert "HaBa one-shot" in captured.out and "total bytes" in captured.out
     assert (out / "haba-synthetic" / "collection.json").exists()
+    assert doc["args"]["clients"] == 2 and doc["wall_seconds"] > 0
+    png = out / "accuracy_vs_bytes.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    assert not list(out.glob(".*tmp*"))
     last = doc["table"][-1]
     assert f"{100 * last['accuracy']:.2f}" in captured.out.splitlines()[len(doc["table"]) + 1]
 

@@ -1,0 +1,42 @@
+"""PNG figure of a ``haba-fl`` run, written next to ``results.json`` (matplotlib, Agg backend).
+
+``accuracy_vs_bytes.png``: central test accuracy after each round against the cumulative bytes
+communicated (up + down), one line per method — the federated trade-off in one picture.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from haba_core.atomic import atomic_path
+
+FIGURE_FILE = "accuracy_vs_bytes.png"
+
+
+def plot_accuracy_vs_bytes(rows: list[dict[str, Any]], path: Path) -> Path | None:
+    """Plot ``haba-fl``'s table rows (``method``, ``accuracy`` as a fraction, ``total_bytes``); None if empty."""
+    points: dict[str, list[tuple[float, float]]] = {}
+    for r in rows:
+        if r.get("accuracy") is not None:
+            points.setdefault(r["method"], []).append((r["total_bytes"] / 2**20, 100.0 * r["accuracy"]))
+    if not points:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    for method, xy in points.items():
+        xs, ys = zip(*sorted(xy))
+        ax.plot(xs, ys, marker="o", label=method)
+    ax.set_xlabel("communicated MiB (up + down, cumulative)")
+    ax.set_ylabel("central test accuracy (%)")
+    ax.set_title("haba-fl: accuracy vs bytes")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
