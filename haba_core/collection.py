@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from .budget import StorageReport
-from .atomic import atomic_path
+from .atomic import write_json
 from .errors import ConfigError, FormatError
 from .factorized import FactorizedDataset
 
@@ -76,12 +76,10 @@ class FactorizedCollection:
         labels = list(labels) if labels is not None else [{} for _ in self.parts]
         if len(labels) != len(self.parts):
             raise ConfigError(f"{len(labels)} labels for {len(self.parts)} parts")
-        for i, p in enumerate(self.parts):
-            p.save(directory / f"part-{i:03d}")
+        dirs = save_parts(self.parts, directory)
         doc = {"format": COLLECTION_FORMAT, "num_parts": len(self.parts), "num_bases": len(self),
-               "parts": [{"dir": f"part-{i:03d}", **dict(lab)} for i, lab in enumerate(labels)]}
-        with atomic_path(directory / COLLECTION_FILE) as tmp:
-            tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+               "parts": [{"dir": d, **dict(lab)} for d, lab in zip(dirs, labels)]}
+        write_json(directory / COLLECTION_FILE, doc)
         return directory
 
     @classmethod
@@ -108,3 +106,11 @@ class FactorizedCollection:
         return StorageReport(bases=sum(r.bases for r in reports), hallucinators=sum(r.hallucinators for r in reports),
                              extra=sum(r.extra for r in reports), label_bytes=sum(r.label_bytes for r in reports),
                              image_numel=first.image_numel, num_classes=first.num_classes)
+
+
+def save_parts(parts: Sequence[FactorizedDataset], directory: str | Path) -> list[str]:
+    """Save each dataset as ``directory/part-NNN`` (the :class:`FactorizedDataset` format); return the folder names."""
+    names = [f"part-{i:03d}" for i in range(len(parts))]
+    for name, part in zip(names, parts):
+        part.save(Path(directory) / name)
+    return names

@@ -46,7 +46,8 @@ from torch import Tensor
 
 from haba_core import (BudgetError, ConfigError, FactorizedCollection, FactorizedDataset, FormatError,
                        HallucinatorConfig, StorageReport)
-from haba_core.atomic import atomic_path
+from haba_core.atomic import write_json
+from haba_core.collection import save_parts
 from haba_core.budget import BYTES_PER_NUMBER, basis_shape_for, storage_of
 
 MEMORY_FORMAT = "haba-cl-memory"
@@ -398,13 +399,11 @@ class FactorizedMemory:
         """``memory.json`` plus one ``part-NNN/`` (``factorized.safetensors`` + ``meta.json``) per part."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        for i, p in enumerate(self.parts):
-            p.data.save(directory / f"part-{i:03d}")
+        save_parts([p.data for p in self.parts], directory)
         meta = self.describe()
         if extra:
             meta["extra"] = extra
-        with atomic_path(directory / MEMORY_FILE) as tmp:
-            tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
+        write_json(directory / MEMORY_FILE, meta, default=str)
         return directory
 
     @classmethod
