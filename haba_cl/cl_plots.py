@@ -13,19 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from haba_core.atomic import atomic_path
+from .plotting import pyplot, save_figure
 
 MATRIX_FILE = "accuracy_matrix.png"
 CURVES_FILE = "accuracy_curves.png"
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _by_strategy(records: list[dict[str, Any]], key: str) -> dict[str, np.ndarray]:
@@ -35,15 +26,9 @@ def _by_strategy(records: list[dict[str, Any]], key: str) -> dict[str, np.ndarra
     return {s: np.stack(v) for s, v in out.items()}
 
 
-def _save(fig: Any, path: Path) -> Path:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    return path
-
-
 def save_accuracy_matrix(records: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
     """Heat-maps of the accuracy matrix (rows: after experience i; columns: test classes of experience j)."""
-    plt = _pyplot()
+    plt = pyplot()
     mats = _by_strategy(records, "experience_accuracy")
     n = len(mats)
     cols = min(n, 3)
@@ -72,15 +57,12 @@ def save_accuracy_matrix(records: list[dict[str, Any]], path: str | Path, title:
         fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="accuracy (%)")
     if title:
         fig.suptitle(title)
-    try:
-        return _save(fig, Path(path))
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path)
 
 
 def save_accuracy_curves(records: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
     """Stream accuracy after each experience, one line per strategy (± std band over seeds)."""
-    plt = _pyplot()
+    plt = pyplot()
     curves = _by_strategy(records, "stream_accuracy")
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for name, stack in curves.items():
@@ -98,10 +80,7 @@ def save_accuracy_curves(records: list[dict[str, Any]], path: str | Path, title:
     ax.legend()
     if title:
         ax.set_title(title)
-    try:
-        return _save(fig, Path(path))
-    finally:
-        plt.close(fig)
+    return save_figure(fig, path)
 
 
 def save_plots(records: list[dict[str, Any]], out: str | Path, title: str = "") -> list[Path]:

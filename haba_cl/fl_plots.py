@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from haba_core.atomic import atomic_path
+from .plotting import pyplot, save_figure
 
 FIGURE_FILE = "accuracy_vs_bytes.png"
 
@@ -22,12 +22,7 @@ def plot_accuracy_vs_bytes(rows: list[dict[str, Any]], path: Path) -> Path | Non
             points.setdefault(r["method"], []).append((r["total_bytes"] / 2**20, 100.0 * r["accuracy"]))
     if not points:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    fig, ax = pyplot().subplots(figsize=(5.5, 3.8))
     for method, xy in points.items():
         xs, ys = zip(*sorted(xy))
         ax.plot(xs, ys, marker="o", label=method)
@@ -36,7 +31,4 @@ def plot_accuracy_vs_bytes(rows: list[dict[str, Any]], path: Path) -> Path | Non
     ax.set_title("haba-fl: accuracy vs bytes")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -51,47 +51,47 @@ class DistillProgress:
         self.close()
 
 
-class ExpertProgress:
-    """``on_epoch`` callback for :func:`haba_core.train_experts`: one bar over experts × epochs."""
+class _EpochBar:
+    """One bar over ``total`` epochs; subclasses say which keys the postfix shows. A context manager."""
 
-    def __init__(self, experts: int, epochs: int, done: int = 0, quiet: bool = False):
-        self.epochs = epochs
-        self.bar = None if quiet else tqdm(total=experts * epochs, initial=done * epochs, desc="experts",
-                                           unit="epoch", file=sys.stderr, dynamic_ncols=True)
+    def __init__(self, total: int, desc: str, quiet: bool, initial: int = 0, leave: bool = True):
+        self.bar = None if quiet or total == 0 else tqdm(total=total, initial=initial, desc=desc, unit="epoch",
+                                                         file=sys.stderr, dynamic_ncols=True, leave=leave)
 
-    def __call__(self, expert: int, epoch: int, loss: float) -> None:
-        if self.bar is None:
-            return
-        self.bar.set_postfix({"expert": expert, "epoch": epoch + 1, "loss": f"{loss:.4f}"}, refresh=False)
-        self.bar.update(1)
+    def _tick(self, postfix: dict) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix(postfix, refresh=False)
+            self.bar.update(1)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
 
-
-class EvalProgress:
-    """``on_epoch`` callback for :func:`haba_core.evaluate`: one bar over runs × epochs of one architecture."""
-
-    def __init__(self, runs: int, epochs: int, label: str, quiet: bool = False):
-        self.epochs = epochs
-        self.bar = None if quiet or runs * epochs == 0 else tqdm(
-            total=runs * epochs, desc=label, unit="epoch", file=sys.stderr, dynamic_ncols=True, leave=False)
-
-    def __call__(self, run: int, epoch: int, loss: float) -> None:
-        if self.bar is None:
-            return
-        self.bar.set_postfix({"run": run + 1, "loss": f"{loss:.4f}"}, refresh=False)
-        self.bar.update(1)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-    def __enter__(self) -> "EvalProgress":
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class ExpertProgress(_EpochBar):
+    """``on_epoch`` callback for :func:`haba_core.train_experts`: one bar over experts × epochs."""
+
+    def __init__(self, experts: int, epochs: int, done: int = 0, quiet: bool = False):
+        self.epochs = epochs
+        super().__init__(experts * epochs, "experts", quiet, initial=done * epochs)
+
+    def __call__(self, expert: int, epoch: int, loss: float) -> None:
+        self._tick({"expert": expert, "epoch": epoch + 1, "loss": f"{loss:.4f}"})
+
+
+class EvalProgress(_EpochBar):
+    """``on_epoch`` callback for :func:`haba_core.evaluate`: one bar over runs × epochs of one architecture."""
+
+    def __init__(self, runs: int, epochs: int, label: str, quiet: bool = False):
+        self.epochs = epochs
+        super().__init__(runs * epochs, label, quiet, leave=False)
+
+    def __call__(self, run: int, epoch: int, loss: float) -> None:
+        self._tick({"run": run + 1, "loss": f"{loss:.4f}"})
