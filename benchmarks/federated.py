@@ -29,9 +29,8 @@ if __package__ in (None, ""):  # allow `python benchmarks/federated.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import harness
-from benchmarks.harness import (add_common_args, fmt_bytes, load_average, machine_info, machine_line, markdown_path,
-                                markdown_table, parse_overrides, resolve_device, seed_list, summarize,
-                                update_benchmarks_md, write_results)
+from benchmarks.harness import (add_common_args, fmt_bytes, load_average, machine_info, machine_line, markdown_table,
+                                parse_overrides, publish, resolve_device, seed_list, summarize, write_results)
 from haba_cl.fl_runner import run_federated
 
 FULL = {"clients": 10, "partitions": ["dirichlet", "iid"], "alpha": 0.5, "haba_rounds": 3, "fedavg_rounds": 20,
@@ -172,11 +171,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{machine_line(info)}; {len(seeds)} seed(s); {settings['clients']} clients; "
           f"{'quick settings' if args.quick else 'full settings'}; `{meta.get('command', ' '.join(sys.argv))}`\n\n"
           + markdown_table(rows, cols))
-    print(md)
-    print(f"\nJSON: {path}  ({meta['wall_seconds']:.0f}s)", file=sys.stderr)
-    md_path = markdown_path(args)
-    if md_path is not None:
-        update_benchmarks_md("federated", md, md_path)
+    publish("federated", md, path, meta["wall_seconds"], args)
     return 0
 
 

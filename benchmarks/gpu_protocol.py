@@ -34,12 +34,13 @@ from pathlib import Path
 
 import torch
 
-from haba_core import (DistillConfig, EvalConfig, ExpertConfig, HallucinatorConfig, Preprocessor, distill,
+from haba_core import (DistillConfig, EvalConfig, ExpertConfig, Preprocessor, distill,
                        evaluate, load_dataset, recipe_config, select_coreset, train_experts)
 from haba_core.distillation import network_factory
 
+from .variants import FROZEN
+
 CROSS_ARCHS = ("ResNet18", "VGG11", "AlexNet")  # the paper's Tab. 2
-FROZEN = {"lr_hallucinators": 0.0, "lr_affine": 0.0}
 
 
 def method_config(method: str, objective: str, ipc: int, args, seed: int) -> DistillConfig:

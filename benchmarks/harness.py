@@ -492,6 +492,15 @@ def update_benchmarks_md(section: str, markdown: str, path: str | Path = "BENCHM
         _atomic_write_text(path, text)
 
 
+def publish(section: str, markdown: str, json_path: Path, wall_seconds: float, args: argparse.Namespace) -> None:
+    """Print a study's table and JSON path, and rewrite its section of BENCHMARKS.md unless the study says not to."""
+    print(markdown)
+    print(f"\nJSON: {json_path}  ({wall_seconds:.0f}s)", file=sys.stderr)
+    md_path = markdown_path(args)
+    if md_path is not None:
+        update_benchmarks_md(section, markdown, md_path)
+
+
 def command_line() -> str:
     """The command that was run, as ``python -m package.module args`` when started with ``-m``."""
     main = sys.modules.get("__main__")

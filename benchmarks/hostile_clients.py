@@ -41,9 +41,8 @@ import numpy as np
 from flwr.app import Array, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from benchmarks.harness import (add_common_args, configure_threads, machine_info, machine_line, markdown_path,
-                                markdown_table, resolve_device, seed_list, summarize, update_benchmarks_md,
-                                write_results)
+from benchmarks.harness import (add_common_args, configure_threads, machine_info, machine_line, markdown_table,
+                                publish, resolve_device, seed_list, summarize, write_results)
 from federated.client_app import haba_train
 from federated.fedavg_apps import local_evaluate
 from federated.payload import ARRAYS_KEY, COMPOSED_BOUND, META_KEY, decode_payload
@@ -222,11 +221,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{machine_line(info)}; {len(seeds)} seed(s); {settings['clients']} clients; digits, one round; "
           f"{'quick settings' if args.quick else 'full settings'}; {meta['wall_seconds']:.0f}s; "
           f"`{meta.get('command', ' '.join(sys.argv))}`\n\n" + markdown_table(rows, cols))
-    print(md)
-    print(f"\nJSON: {path}  ({meta['wall_seconds']:.0f}s)", file=sys.stderr)
-    md_path = markdown_path(args)
-    if md_path is not None:
-        update_benchmarks_md("hostile_clients", md, md_path)
+    publish("hostile_clients", md, path, meta["wall_seconds"], args)
     return 0
 
 
