@@ -147,7 +147,9 @@ class AccountedFedAvg(FedAvg):
         return messages
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]):
-        replies = list(replies)
+        # Flower samples nodes with the unseeded global ``random``: aggregate in node order so that the float
+        # sums, hence the model, are the same for a seed whatever order the replies came in.
+        replies = sorted(replies, key=lambda m: m.metadata.src_node_id)
         info = self.round_info.setdefault(server_round, {"sent": len(replies), "valid": 0, "rejected": []})
         valid = []
         for msg in replies:

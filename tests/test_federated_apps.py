@@ -309,3 +309,19 @@ def test_the_check_set_never_takes_more_than_half_of_a_class():
     assert len(check) + len(rest) == 30 and len(rest) >= 15
     counts = torch.bincount(check.labels, minlength=10)
     assert all(int(counts[c]) <= int((small.labels == c).sum()) // 2 for c in range(10))
+
+
+def test_fedavg_model_does_not_depend_on_the_order_flower_samples_nodes_in(tmp_path):
+    """Flower samples nodes with the global ``random``; the same seed must still give the same model."""
+    import random
+
+    from safetensors.torch import load_file
+
+    models = []
+    for k, py_seed in enumerate((1, 7)):
+        random.seed(py_seed)
+        over = {**TINY, "mode": "fedavg", "num-server-rounds": 1, "min-available-clients": 3,
+                "results-path": str(tmp_path / f"r{k}" / "fedavg.json")}
+        results = run_server(InProcessGrid(client_app, 3), server_context({}), over)
+        models.append(load_file(results["artifacts"]["model"]))
+    assert all(torch.equal(models[0][k], models[1][k]) for k in models[0])
