@@ -121,3 +121,50 @@ def test_cpu_and_cuda_agree():
     cuda = dsa(x.cuda(), gen(2))
     assert cuda.device.type == "cuda"
     assert torch.allclose(cpu, cuda.cpu(), atol=1e-4)
+
+
+def test_shared_crop_equals_the_per_sample_gather_path():
+    """A shared shift is applied by pad-and-slice (deterministic backward on CUDA); same values as gather."""
+    from haba_core.augment.ops import crop
+
+    x = torch.rand(4, 3, 9, 7)
+    cfg = DSA().config
+    for u in torch.rand(30, 1, 2):
+        shared = crop(x, u, cfg)
+        per_sample = crop(x, u.expand(4, 2), cfg)  # n == N takes the gather path
+        assert torch.equal(shared, per_sample)
+
+
+def test_matrix_warp_equals_grid_sample_with_its_gradient():
+    from torch.nn import functional as F
+
+    from haba_core.augment.ops import warp_by_matrix
+
+    x = torch.rand(2, 3, 10, 12)
+    for angle, sx, sy in ((0.2, 1.0, 1.0), (-0.25, 1.15, 0.85), (0.0, 0.83, 1.2)):
+        c, s = torch.cos(torch.tensor(angle)), torch.sin(torch.tensor(angle))
+        theta = torch.tensor([[[c * sx, -s, 0.0], [s, c * sy, 0.0]]])
+        xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+        ref = F.grid_sample(xa, F.affine_grid(theta.expand(2, 2, 3), list(x.shape), align_corners=True),
+                            align_corners=True)
+        out = warp_by_matrix(xb, theta)
+        assert torch.allclose(out, ref, atol=1e-5)
+        w = torch.rand_like(ref)
+        (ref * w).sum().backward()
+        (out * w).sum().backward()
+        assert torch.allclose(xb.grad, xa.grad, atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_dsa_gradients_are_identical_run_to_run_on_cuda():
+    from haba_core.runtime import deterministic_cuda
+
+    deterministic_cuda()
+    x = torch.rand(64, 3, 32, 32, device="cuda")
+    grads = []
+    for _ in range(2):
+        xs = x.clone().requires_grad_(True)
+        loss = sum(DSA()(xs, gen(k), shared=True).square().sum() for k in range(12))
+        loss.backward()
+        grads.append(xs.grad)
+    assert torch.equal(grads[0], grads[1])

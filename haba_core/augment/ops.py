@@ -47,11 +47,22 @@ def crop(x: Tensor, u: Tensor, cfg) -> Tensor:
     n, (N, C, H, W) = u.shape[0], x.shape
     tx = _shift(u[:, 0], H, cfg.ratio_crop_pad)
     ty = _shift(u[:, 1], W, cfg.ratio_crop_pad)
+    if n == 1:  # one shared shift (siamese DSA): pad and slice, whose backward is deterministic on CUDA too
+        return _translate(x, int(tx), int(ty))
     rows = (torch.arange(H, device=x.device).unsqueeze(0) + tx.unsqueeze(1) + 1).clamp(0, H + 1)
     cols = (torch.arange(W, device=x.device).unsqueeze(0) + ty.unsqueeze(1) + 1).clamp(0, W + 1)
     x_pad = F.pad(x, [1, 1, 1, 1])  # the one-pixel zero border is what out-of-range indices read
     out = x_pad.gather(2, rows.reshape(n, 1, H, 1).expand(N, C, H, W + 2))
     return out.gather(3, cols.reshape(n, 1, 1, W).expand(N, C, H, W))
+
+
+def _translate(x: Tensor, tx: int, ty: int) -> Tensor:
+    """``out[..., i, j] = x[..., i + tx, j + ty]``, zero where that falls outside (the gather path's values)."""
+    H, W = x.shape[-2:]
+    px, py = min(abs(tx), H), min(abs(ty), W)
+    x_pad = F.pad(x, [py, py, px, px])
+    rows = x_pad.narrow(-2, px + max(-H, min(H, tx)), H)
+    return rows.narrow(-1, py + max(-W, min(W, ty)), W)
 
 
 def cutout(x: Tensor, u: Tensor, cfg) -> Tensor:
@@ -74,10 +85,35 @@ def flip(x: Tensor, u: Tensor, cfg) -> Tensor:
     return torch.where((u < cfg.prob_flip).reshape(-1, 1, 1, 1), x.flip(3), x)
 
 
+# Largest image (pixels) warped through a dense interpolation matrix on CUDA: 64×64 → a 64 MiB matrix.
+MATRIX_WARP_MAX_PIXELS = 64 * 64
+
+
 def _warp(x: Tensor, theta: Tensor) -> Tensor:
-    theta = theta.to(x.dtype).expand(x.shape[0], 2, 3)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=True)
+    theta = theta.to(x.dtype)
+    if x.is_cuda and theta.shape[0] == 1 and x.shape[-2] * x.shape[-1] <= MATRIX_WARP_MAX_PIXELS:
+        # grid_sample's CUDA backward accumulates with atomics (differs run to run); a matmul does not
+        return warp_by_matrix(x, theta)
+    grid = F.affine_grid(theta.expand(x.shape[0], 2, 3), list(x.shape), align_corners=True)
     return F.grid_sample(x, grid, align_corners=True)
+
+
+def warp_by_matrix(x: Tensor, theta: Tensor) -> Tensor:
+    """``grid_sample(x, affine_grid(theta), align_corners=True)`` (bilinear, zero padding) for ONE shared
+    ``theta`` (1×2×3), as ``x @ Mᵀ`` with the (H·W)×(H·W) interpolation matrix ``M``: deterministic forward
+    and backward on every device."""
+    N, C, H, W = x.shape
+    grid = F.affine_grid(theta.reshape(1, 2, 3), [1, C, H, W], align_corners=True)[0].reshape(-1, 2)
+    ix, iy = (grid[:, 0] + 1) / 2 * (W - 1), (grid[:, 1] + 1) / 2 * (H - 1)
+    x0, y0 = ix.floor(), iy.floor()
+    fx, fy = ix - x0, iy - y0
+    rows = torch.arange(H * W, device=x.device)
+    matrix = x.new_zeros(H * W, H * W)
+    for dx, dy, w in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
+        cx, cy = (x0 + dx).long(), (y0 + dy).long()
+        ok = (cx >= 0) & (cx < W) & (cy >= 0) & (cy < H)
+        matrix[rows[ok], (cy * W + cx)[ok]] = w[ok]  # the four corners of a row are distinct columns
+    return (x.reshape(N * C, H * W) @ matrix.T).reshape(N, C, H, W)
 
 
 def scale(x: Tensor, u: Tensor, cfg) -> Tensor:
