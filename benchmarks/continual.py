@@ -6,8 +6,8 @@ MNIST (5 experiences, IDX files in ``../shared/data/mnist``) at memories of 10 a
 every strategy gets the same class order, model, epochs and memory bytes, ≥ 3 seeds. Writes
 ``benchmarks/results/continual-<mode>.json`` and prints one markdown table per setting.
 
-    python benchmarks/continual.py --quick              # ≤ 2 min on a small CPU (subsampled, 1 seed)
-    python benchmarks/continual.py --device cuda        # full: all data, 3 seeds, 10 and 20 images/class
+    python -m benchmarks.continual --quick              # ≤ 2 min on a small CPU (subsampled, 1 seed)
+    python -m benchmarks.continual --device cuda        # full: all data, 3 seeds, 10 and 20 images/class
 
 Not run by CI. Data paths default to ``../shared/data`` next to the repository root.
 """
@@ -22,10 +22,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from haba_cl.cl_runner import RunConfig, format_table, run
 
-from haba_cl.cl_runner import RunConfig, format_table, run  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SHARED = ROOT.parent / "shared" / "data"  # ../shared/data relative to the repository root
 SETTINGS = {

@@ -25,13 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-if __package__ in (None, ""):  # allow `python benchmarks/federated.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from benchmarks import harness
 from benchmarks.harness import (add_common_args, fmt_bytes, load_average, machine_info, machine_line, markdown_table,
                                 parse_overrides, publish, resolve_device, seed_list, summarize, write_results)
-from haba_cl.fl_runner import run_federated
+from federated.simulation import run_federated
 
 FULL = {"clients": 10, "partitions": ["dirichlet", "iid"], "alpha": 0.5, "haba_rounds": 3, "fedavg_rounds": 20,
         "run": {"iterations": 1000, "net-width": 128, "server-epochs": 300, "local-epochs": 1, "learning-rate": 0.01,

@@ -40,7 +40,7 @@ def apply_overrides(cfg, overrides: dict) -> None:
 def shift_norms(result, count: int = 50) -> tuple[float, list[float]]:
     """(mean basis norm, [mean ‖H_j(b) − b‖ for each hallucinator j]) over the first ``count`` bases."""
     synth = result.synthetic
-    x = synth._upsample(synth.bases.detach()[:count])
+    x = synth.upsample(synth.bases.detach()[:count])
     if synth.hallucinators is None:
         return float(x.flatten(1).norm(dim=1).mean()), []
     with torch.no_grad():

@@ -31,11 +31,7 @@ import copy
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
-
-if __package__ in (None, ""):  # allow `python benchmarks/hostile_clients.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 from flwr.app import Array, Context, Message, RecordDict
@@ -44,11 +40,14 @@ from flwr.clientapp import ClientApp
 from benchmarks.harness import (add_common_args, configure_threads, machine_info, machine_line, markdown_table,
                                 publish, resolve_device, seed_list, summarize, write_results)
 from federated.client_app import haba_train
-from federated.fedavg_apps import local_evaluate
+from federated.client_common import local_evaluate
+from federated.data_cache import load_run_split
+from federated.expectation import expected_payload
+from federated.in_process_grid import InProcessGrid, set_task_identity
+from federated.model import preprocessor_for
 from federated.payload import ARRAYS_KEY, COMPOSED_BOUND, META_KEY, decode_payload
+from federated.run_config import resolve_run_config
 from federated.server_app import run_server
-from federated.task import expected_payload, load_run_split, preprocessor_for, resolve_run_config
-from haba_cl.fl_runner import InProcessGrid, set_task_identity
 
 ISSUE_ATTACKS = ("nan-metrics", "huge-hallucinator", "huge-bases", "lr-in-dm", "big-meta")
 VALID_ATTACKS = ("flip", "scaled", "noise")

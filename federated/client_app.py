@@ -1,7 +1,7 @@
 """The HaBa ClientApp: distil the node's partition into bases + hallucinators and upload those.
 
 ``app`` (referenced by pyproject) dispatches on the run-config key ``mode`` sent by the server:
-``haba`` → :func:`haba_train`, ``fedavg`` → :func:`federated.fedavg_apps.fedavg_train`; the evaluate
+``haba`` → :func:`haba_train`, ``fedavg`` → :func:`federated.fedavg.fedavg_train`; the evaluate
 handler (local accuracy of the received global model) is shared. ``haba_client_app`` is the HaBa-only app.
 
 Train instruction content: ``"config"`` ConfigRecord (the client part of the run config plus
@@ -27,9 +27,14 @@ from flwr.clientapp import ClientApp
 
 from haba_core import distill
 
-from .fedavg_apps import client_run_config, fedavg_train, local_evaluate, server_round_of
+from .client_common import client_run_config, local_evaluate, server_round_of
+from .conversion import drop_classes
+from .distill_settings import distill_config
+from .fedavg import fedavg_train
+from .model import preprocessor_for
+from .node_runtime import set_threads
+from .partitioning import load_partition, node_partition
 from .payload import encode_payload
-from .task import distill_config, drop_classes, load_partition, node_partition, preprocessor_for, set_threads
 
 logger = logging.getLogger("flwr.haba")
 

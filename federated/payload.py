@@ -38,7 +38,8 @@ from haba_core import FactorizedDataset, FormatError, HallucinatorBank, Hallucin
 
 from .accounting import array_bytes, tensor_bytes
 from .metrics_check import TRAIN_METRICS, MetricsRejected, check_metrics
-from .task import PayloadExpectation, to_factorized
+from .conversion import to_factorized
+from .expectation import PayloadExpectation
 
 PAYLOAD_FORMAT = "haba-fl-payload/1"
 ARRAYS_KEY = "haba.arrays"

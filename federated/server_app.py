@@ -38,17 +38,20 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, M
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import Strategy
 
-from haba_core import EvalConfig, FactorizedCollection, FactorizedDataset, ImageDataset
-from haba_core.atomic import write_safetensors
-from haba_core.evaluate import train_on_synthetic
+from haba_core import (EvalConfig, FactorizedCollection, FactorizedDataset, ImageDataset, train_on_synthetic,
+                       write_safetensors)
 
 from .accounting import DOWN, EVALUATE, TRAIN, UP, CommLedger, array_record_bytes, content_array_bytes
 from .defence import build_check, outliers, sanity_score, split_check
+from .data_cache import load_run_split
+from .expectation import expected_payload
+from .fedavg import run_fedavg
+from .metric_aggregation import aggregate_client_metrics
 from .metrics_check import valid_evaluate_replies
-from .fedavg_apps import aggregate_client_metrics, run_fedavg
+from .model import build_model, evaluate_model, preprocessor_for, state_dict_cpu
+from .node_runtime import resolve_device, set_threads
 from .payload import PayloadRejected, decode_payload
-from .task import (build_model, client_config, evaluate_model, expected_payload, known_keys,
-                   load_run_split, preprocessor_for, resolve_device, resolve_run_config, set_threads, state_dict_cpu)
+from .run_config import client_config, known_keys, resolve_run_config
 
 logger = logging.getLogger("flwr.haba")
 RESULTS_FORMAT = "haba-fl-results/2"  # /2: accuracies are fractions in [0, 1] (were percent)

@@ -20,10 +20,10 @@ from typing import Any, Sequence
 
 from haba_core import RECIPES
 
-from .cli_parser import OneLineParser
-from .cl_benchmarks import BENCHMARKS
+from strategies.registry import STRATEGIES as STRATEGY_NAMES
+from strategies.split_benchmarks import BENCHMARKS
 
-from .cl_names import STRATEGIES as STRATEGY_NAMES
+from .cli_parser import OneLineParser
 
 
 _Parser = OneLineParser  # one line + a hint to --help, exit 2 (shared by every command)
@@ -51,7 +51,7 @@ def check_names(benchmark: str, strategies: str) -> None:
     """Unknown benchmark or strategy → ``UnknownNameError`` (before the slow imports)."""
     from haba_core import UnknownNameError
 
-    from .cl_benchmarks import check_benchmark
+    from strategies.split_benchmarks import check_benchmark
 
     check_benchmark(benchmark)
     names = [s.strip().lower() for s in strategies.split(",") if s.strip()]

@@ -20,7 +20,6 @@ import copy
 import json
 import statistics
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -31,14 +30,13 @@ from haba_core import ConfigError, DistillConfig, EvalConfig, get_network, recip
 from haba_core.atomic import atomic_path
 from haba_core.evaluate import test_accuracy, train_on_synthetic
 from haba_core.runtime import resolve_device
-
-from .cl_baselines import (MEMORY_STRATEGIES, build_strategy, check_memory_budget, check_strategies)
-from .cl_benchmarks import (BENCHMARKS, SplitData, check_benchmark, class_order_for, experiences_of,
-                            load_split_data, make_stream)
+from strategies.baselines import build_strategy, check_memory_budget
+from strategies.registry import MEMORY_STRATEGIES, check_strategies
+from strategies.split_benchmarks import (BENCHMARKS, SplitData, check_benchmark, class_order_for, experiences_of,
+                                         load_split_data, make_stream)
+from strategies.stream_evaluation import ACC_KEY, FORGET_KEY, experience_accuracy_key, stream_evaluator
 
 PROTOCOLS = ("avalanche", "dm")
-ACC_KEY = "Top1_Acc_Stream/eval_phase/test_stream/Task000"
-FORGET_KEY = "StreamForgetting/eval_phase/test_stream"
 
 
 @dataclass
@@ -131,18 +129,6 @@ def _model(config: RunConfig, data: SplitData, seed: int) -> torch.nn.Module:
         torch.random.set_rng_state(state)
 
 
-def _evaluator(verbose: bool):
-    from avalanche.evaluation.metrics import accuracy_metrics, forgetting_metrics
-    from avalanche.logging import InteractiveLogger
-    from avalanche.training.plugins import EvaluationPlugin
-
-    loggers = [InteractiveLogger()] if verbose else []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return EvaluationPlugin(accuracy_metrics(experience=True, stream=True),
-                                forgetting_metrics(experience=True, stream=True), loggers=loggers)
-
-
 def _forgetting(matrix: list[list[float]]) -> Optional[float]:
     """Mean over all but the last experience of (best accuracy before the end − final accuracy)."""
     if len(matrix) < 2:
@@ -191,7 +177,7 @@ def run_one(config: RunConfig, data: SplitData, name: str, seed: int, device: to
     built = build_strategy(name, model=model, optimizer=optimizer, criterion=torch.nn.CrossEntropyLoss(),
                            mem_size=config.mem_size, batch_size_mem=config.batch_size_mem,
                            train_mb_size=config.batch_size, train_epochs=config.epochs,
-                           eval_mb_size=config.eval_batch_size, device=device, evaluator=_evaluator(config.verbose),
+                           eval_mb_size=config.eval_batch_size, device=device, evaluator=stream_evaluator(config.verbose),
                            distill_config=config.distill_config(device), hallucinator_share=config.hallucinator_share,
                            input_normalization=(data.mean, data.std), seed=seed, verbose=config.verbose,
                            compute_budget=config.compute_budget(), progress=config.progress or None,
@@ -206,7 +192,7 @@ def run_one(config: RunConfig, data: SplitData, name: str, seed: int, device: to
         strategy.train(exp, num_workers=0)
         metrics = strategy.eval(bench.test_stream, num_workers=0)
         stages.append(float(metrics.get(ACC_KEY, float("nan"))))
-        exp_matrix.append([float(metrics.get(f"Top1_Acc_Exp/eval_phase/test_stream/Task000/Exp{j:03d}", float("nan")))
+        exp_matrix.append([float(metrics.get(experience_accuracy_key(j), float("nan")))
                            for j in range(len(experiences))])
         memory_bytes.append(built.memory_bytes())
         if config.protocol == "dm":

@@ -110,7 +110,9 @@ def run_config_overrides(args: argparse.Namespace, mode: str) -> dict[str, Any]:
 def validate(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Check everything a user can get wrong before any training; raise :class:`UsageError`."""
     from haba_core import HabaError
-    from federated.task import load_run_split, partition_indices, resolve_run_config
+    from federated.data_cache import load_run_split
+    from federated.partitioning import partition_indices
+    from federated.run_config import resolve_run_config
 
     if args.clients < 1:
         raise UsageError(f"--clients must be >= 1, got {args.clients}")
@@ -136,7 +138,8 @@ def validate(args: argparse.Namespace) -> list[dict[str, Any]]:
                              f"training set), got {args.ipc}")
         load_run_split(configs[0], "test")
         partition_indices(train.labels, args.clients, args.partition, args.alpha, 0, train.num_classes)
-        from federated.task import distill_config, expected_payload
+        from federated.distill_settings import distill_config
+        from federated.expectation import expected_payload
 
         for cfg in configs:
             distill_config(cfg)
@@ -186,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    from haba_cl.fl_runner import run_federated
+    from federated.simulation import run_federated
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

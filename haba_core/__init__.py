@@ -5,19 +5,23 @@ Depends only on torch, torchvision, kornia, numpy and safetensors.
 
 from .adversary import Adversary, pairwise_cosine_loss, supervised_contrastive_loss
 from .augment import DSA, DSAConfig
-from .budget import Plan, StorageReport, plan_budget
-from .collection import FactorizedCollection
+from .atomic import write_json, write_safetensors
+from .budget import BYTES_PER_NUMBER, Plan, StorageReport, basis_shape_for, plan_budget, storage_of
+from .collection import FactorizedCollection, save_parts
 from .coreset import herding_select, select_coreset
-from .data import KNOWN_DATASETS, ImageDataset, load_dataset
+from .data import KNOWN_DATASETS, ImageDataset, canonical_name as canonical_dataset_name, load_dataset
 from .distillation import RECIPES, DistillConfig, distill, network_factory, recipe, recipe_config
+from .distillation.recipes import default_recipe_for
 from .errors import (BudgetError, ConfigError, DatasetNotFoundError, DistillationInterrupted, FormatError,
                      HabaError, NonFiniteLossError, UnknownNameError)
-from .evaluate import EvalConfig, EvalResult, evaluate
+from .evaluate import EvalConfig, EvalResult, evaluate, test_accuracy, train_on_synthetic
 from .factorization import HallucinatorBank, HallucinatorConfig, SyntheticSet
 from .factorized import FactorizedDataset
+from .loss_terms import active_loss_terms, shown_losses
 from .networks import KNOWN_NETWORKS, get_network
 from .objectives import DCConfig, DMConfig, ExpertConfig, MTTConfig, train_experts
 from .preprocess import Preprocessor
+from .runtime import resolve_device
 from .version import __version__
 from .zca import ZCA
 
@@ -30,4 +34,8 @@ __all__ = [
     "HallucinatorBank", "HallucinatorConfig", "SyntheticSet", "FactorizedDataset", "KNOWN_NETWORKS",
     "get_network", "DCConfig", "DMConfig", "ExpertConfig", "MTTConfig", "train_experts", "Preprocessor",
     "__version__", "ZCA",
+    # helpers the adapters (strategies, federated) and haba_cl share
+    "canonical_dataset_name", "default_recipe_for", "test_accuracy", "train_on_synthetic", "active_loss_terms",
+    "shown_losses", "BYTES_PER_NUMBER", "basis_shape_for", "storage_of", "save_parts", "write_json",
+    "write_safetensors", "resolve_device",
 ]

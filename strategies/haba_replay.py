@@ -35,11 +35,8 @@ from torch.nn import Module
 from torch.optim import Optimizer
 from torch.utils.data import DataLoader
 
-from haba_core import (ConfigError, DistillConfig, FactorizedDataset, ImageDataset, Preprocessor, distill,
-                       recipe)
-from haba_core.runtime import resolve_device
-
-from haba_core.loss_terms import active_loss_terms
+from haba_core import (ConfigError, DistillConfig, FactorizedDataset, ImageDataset, Preprocessor, active_loss_terms,
+                       distill, recipe, resolve_device)
 
 from .compute_budget import BudgetSpec, ComputeBudget, resolve_budget
 from .memory import FactorizedMemory, MemoryPlan, preserved_rng

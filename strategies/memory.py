@@ -44,11 +44,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from haba_core import (BudgetError, ConfigError, FactorizedCollection, FactorizedDataset, FormatError,
-                       HallucinatorConfig, StorageReport)
-from haba_core.atomic import write_json
-from haba_core.collection import save_parts
-from haba_core.budget import BYTES_PER_NUMBER, basis_shape_for, storage_of
+from haba_core import (BYTES_PER_NUMBER, BudgetError, ConfigError, FactorizedCollection, FactorizedDataset,
+                       FormatError, HallucinatorConfig, StorageReport, basis_shape_for, save_parts, storage_of,
+                       write_json)
 
 MEMORY_FORMAT = "haba-cl-memory"
 MEMORY_FORMAT_VERSION = 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from typing import Any, Optional
 
-from haba_core.loss_terms import shown_losses
+from haba_core import shown_losses
 
 
 class UpdateProgress:

@@ -53,7 +53,6 @@ def test_speed_quick_runs_and_writes_results(tmp_path):
 
 
 def test_harness_helpers(tmp_path):
-    sys.path.insert(0, str(REPO))
     from benchmarks import harness as H
 
     assert H.mean_std([1.0, 3.0]) == (2.0, pytest.approx(2 ** 0.5))

@@ -33,7 +33,6 @@ def test_compute_matched_quick(tmp_path):
 
 
 def test_validation_split_is_fixed_balanced_and_disjoint():
-    sys.path.insert(0, str(ROOT))
     from benchmarks.datasets import load_pair, validation_split
     from haba_core import load_dataset
 
@@ -52,7 +51,6 @@ def test_validation_split_is_fixed_balanced_and_disjoint():
 
 
 def test_frozen_variants_freeze_only_the_hallucinators():
-    sys.path.insert(0, str(ROOT))
     from benchmarks.variants import variant_config
 
     learned, frozen = variant_config("modest", ipc=2), variant_config("modest-frozen", ipc=2)
@@ -64,7 +62,6 @@ def test_frozen_variants_freeze_only_the_hallucinators():
 def test_federated_overrides_and_first_seed():
     import argparse
 
-    sys.path.insert(0, str(ROOT))
     from benchmarks.harness import parse_overrides
     from benchmarks.harness import seed_list
 
@@ -76,7 +73,6 @@ def test_federated_overrides_and_first_seed():
 
 
 def test_modest_recipe_matches_its_benchmark_variant():
-    sys.path.insert(0, str(ROOT))
     from benchmarks.variants import variant_config
     from haba_core import recipe_config
 
@@ -98,7 +94,7 @@ def test_federated_quick(tmp_path):
 @pytest.mark.timeout(480)
 def test_continual_quick(tmp_path):
     out = tmp_path / "continual.json"
-    _run(["benchmarks/continual.py", "--quick", "--benchmarks", "split-digits", "--strategies", "haba,replay,naive",
+    _run(["-m", "benchmarks.continual", "--quick", "--benchmarks", "split-digits", "--strategies", "haba,replay,naive",
           "--out", str(out)], tmp_path)
     data = json.loads(out.read_text())
     assert data["runs"]

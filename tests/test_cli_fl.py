@@ -90,7 +90,7 @@ def test_console_script_error_has_no_traceback(tmp_path):
 def test_default_recipe_is_modest_except_on_the_8x8_digits():
     from haba_cl.fl_cli import build_parser, run_config_overrides
 
-    from federated.task import resolve_run_config
+    from federated.run_config import resolve_run_config
 
     def recipe_of(*argv):  # haba-fl leaves "" to the app, which resolves it per dataset (haba_core)
         return resolve_run_config(run_config_overrides(build_parser().parse_args(list(argv)), "haba"))["recipe"]

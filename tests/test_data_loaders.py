@@ -16,7 +16,7 @@ import data_fixtures as fx
 from haba_core.data import KNOWN_DATASETS, ImageDataset, default_cache_dir, default_data_root, load_dataset
 from haba_core.data import imagefolder as imagefolder_mod
 from haba_core.data import torchvision_sets
-from haba_core.data.registry import NORMALIZATION, canonical_name
+from haba_core.data import NORMALIZATION, canonical_name
 from haba_core.errors import DatasetNotFoundError, FormatError, UnknownNameError
 
 

@@ -12,12 +12,15 @@ import federated.client_app as client_mod
 from federated.accounting import content_array_bytes, tensor_bytes
 from federated.client_app import app as client_app
 from federated.client_app import haba_train
-from federated.fedavg_apps import local_evaluate
+from federated.client_common import local_evaluate
+from federated.data_cache import load_split
+from federated.expectation import expected_payload
+from federated.in_process_grid import InProcessGrid, set_task_identity
+from federated.model import build_model, evaluate_model, preprocessor_for, state_dict_cpu
+from federated.partitioning import load_partition
 from federated.payload import ARRAYS_KEY, decode_payload
+from federated.run_config import client_config, resolve_run_config
 from federated.server_app import run_server
-from federated.task import (build_model, client_config, evaluate_model, expected_payload, load_partition, load_split,
-                            preprocessor_for, resolve_run_config, state_dict_cpu)
-from haba_cl.fl_runner import InProcessGrid, set_task_identity
 
 TINY = {"dataset": "digits", "iterations": 2, "net-width": 16, "net-depth": 2, "batch-real": 32, "hallucinators": 2,
         "server-epochs": 3, "fraction-evaluate": 0.0, "wait-for-clients-s": 1.0}

@@ -19,8 +19,13 @@ except ImportError:  # Python 3.10
 from haba_core import ConfigError, DistillConfig, distill
 from federated.accounting import CommLedger, array_record_bytes, content_array_bytes, tensor_bytes
 from federated.payload import ARRAYS_KEY, META_KEY, REJECTION_KINDS, PayloadRejected, decode_payload, encode_payload
-from federated.task import (DEFAULT_RUN_CONFIG, DEPRECATED_KEYS, distill_config, drop_classes, expected_payload, load_partition,
-                            load_split, partition_indices, preprocessor_for, resolve_run_config)
+from federated.conversion import drop_classes
+from federated.data_cache import load_split
+from federated.distill_settings import distill_config
+from federated.expectation import expected_payload
+from federated.model import preprocessor_for
+from federated.partitioning import load_partition, partition_indices
+from federated.run_config import DEFAULT_RUN_CONFIG, DEPRECATED_KEYS, resolve_run_config
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = {"dataset": "digits", "iterations": 2, "net-width": 16, "net-depth": 2, "batch-real": 32, "hallucinators": 2}
@@ -258,6 +263,16 @@ def test_client_distillation_starts_from_the_run_configs_recipe():
         resolve_run_config({"recipe": "turbo"})
 
 
+def test_federated_task_keeps_the_documented_import_path():
+    import federated.task as task
+    from federated import distill_settings, model, partitioning, run_config
+
+    assert all(hasattr(task, name) for name in task.__all__)
+    assert task.build_model is model.build_model and task.distill_config is distill_settings.distill_config
+    assert task.partition_indices is partitioning.partition_indices
+    assert task.DEFAULT_RUN_CONFIG is run_config.DEFAULT_RUN_CONFIG
+
+
 def test_pyproject_flower_app_section_matches_defaults():
     doc = tomllib.loads((ROOT / "pyproject.toml").read_text())
     flwr = doc["tool"]["flwr"]
@@ -295,12 +310,12 @@ def test_recipe_defaults_come_from_one_rule_in_haba_core():
 
 
 def test_flower_quickstart_key_names_and_deprecated_aliases(caplog):
-    import federated.task as task
+    import federated.run_config as run_config
 
     assert {"learning-rate", "batch-size", "local-epochs", "num-server-rounds", "fraction-evaluate",
             "server-learning-rate", "bases-learning-rate"} <= set(DEFAULT_RUN_CONFIG)
     assert not set(DEPRECATED_KEYS) & set(DEFAULT_RUN_CONFIG)
-    task._WARNED.clear()
+    run_config._WARNED.clear()
     with caplog.at_level("WARNING", logger="flwr.haba"):
         cfg = resolve_run_config({"local-lr": 0.05, "local-batch-size": 8, "server-lr": "0.2", "lr-bases": 3})
         resolve_run_config({"local-lr": 0.07})  # warned once per process
@@ -321,7 +336,7 @@ def test_client_metrics_use_flowers_weighted_mean_and_sum_upload_bytes():
     from flwr.app import MetricRecord, RecordDict
     from flwr.serverapp.strategy.strategy_utils import aggregate_metricrecords
 
-    from federated.fedavg_apps import aggregate_client_metrics
+    from federated.metric_aggregation import aggregate_client_metrics
 
     def rec(n, acc, up):
         return RecordDict({"metrics": MetricRecord({"num-examples": n, "accuracy": acc, "upload-bytes": up})})
@@ -358,7 +373,7 @@ def test_flwr_run_still_takes_the_deprecated_names():
     """`flwr run --run-config` only takes keys declared in pyproject: the old names are, as "" (not given)."""
     from flwr.common.config import flatten_dict, fuse_dicts
 
-    from federated.task import known_keys
+    from federated.run_config import known_keys
 
     declared = flatten_dict(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["flwr"]["app"]["config"])
     run_config = fuse_dicts(declared, {"local-lr": 0.05, "num-server-rounds": 2}, check_keys=True)

@@ -28,7 +28,10 @@ from hypothesis import strategies as st  # noqa: E402
 
 from federated.payload import ARRAYS_KEY, META_KEY, PayloadRejected, decode_payload, encode_payload, \
     expected_hallucinator_shapes  # noqa: E402
-from federated.task import expected_payload, load_split, preprocessor_for, resolve_run_config  # noqa: E402
+from federated.data_cache import load_split  # noqa: E402
+from federated.expectation import expected_payload  # noqa: E402
+from federated.model import preprocessor_for  # noqa: E402
+from federated.run_config import resolve_run_config  # noqa: E402
 from haba_core import ConfigError, FactorizedDataset, FormatError, HabaError, Preprocessor, SyntheticSet  # noqa: E402
 from haba_core.factorized import META_FILE, TENSOR_FILE  # noqa: E402
 
@@ -203,7 +206,7 @@ def test_configuration_parsers_raise_config_errors_only(items, toml, run_items):
         assert os.listdir(tmp) == ["c.toml"]
     try:
         cfg = resolve_run_config(run_items)
-        from federated.task import distill_config
+        from federated.distill_settings import distill_config
 
         distill_config(cfg)
     except HabaError as exc:

@@ -142,7 +142,8 @@ def test_fl_refuses_an_ipc_larger_than_the_data(tmp_path):
 
 
 def test_fl_set_accepts_a_json_object_for_distill_overrides():
-    from federated.task import distill_config, resolve_run_config
+    from federated.distill_settings import distill_config
+    from federated.run_config import resolve_run_config
     from haba_cl.fl_cli import build_parser, run_config_overrides
 
     args = build_parser().parse_args(["--set", 'distill-overrides={"lambda_cos": 0}'])

@@ -2,6 +2,7 @@
 
 from .dataset import ImageDataset
 from .paths import default_cache_dir, default_data_root
-from .registry import KNOWN_DATASETS, NORMALIZATION, canonical_name, load_dataset
+from .normalization import NORMALIZATION
+from .registry import KNOWN_DATASETS, canonical_name, load_dataset
 
 __all__ = ["ImageDataset", "KNOWN_DATASETS", "NORMALIZATION", "canonical_name", "default_cache_dir", "default_data_root", "load_dataset"]

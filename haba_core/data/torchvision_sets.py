@@ -16,7 +16,7 @@ from .cifar_pickle import read_cifar_batches, read_cifar_classes
 from .dataset import ImageDataset
 from .idx_files import all_idx_names, find_idx_pair, uncompressed
 from .not_found import dataset_not_found
-from .registry import NORMALIZATION
+from .normalization import NORMALIZATION
 
 
 def _make(key: str, images: torch.Tensor, labels: torch.Tensor, classes: list[str], split: str) -> ImageDataset:

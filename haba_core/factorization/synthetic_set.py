@@ -54,7 +54,7 @@ class SyntheticSet(nn.Module):
                 count, bases.shape[1], self.image_shape[0], self.image_shape[1:], self.hallucinator_config,
                 generator=generator)
             if self.hallucinator_config.init in ("identity", "pca"):
-                self.hallucinators.reset_parameters(generator, inputs=self._upsample(self.bases.detach()))
+                self.hallucinators.reset_parameters(generator, inputs=self.upsample(self.bases.detach()))
         else:
             if bases.shape[1] != self.image_shape[0]:
                 raise ConfigError("bases with fewer channels than the image need hallucinators (param haba/idc-haba)")
@@ -95,7 +95,8 @@ class SyntheticSet(nn.Module):
         return self.hallucinators is not None
 
     # ------------------------------------------------------------------ composition
-    def _upsample(self, x: Tensor) -> Tensor:
+    def upsample(self, x: Tensor) -> Tensor:
+        """Bases (or anything at basis resolution) bilinearly up-sampled to the image size; as is when already there."""
         if tuple(x.shape[-2:]) == tuple(self.image_shape[1:]):
             return x
         return F.interpolate(x, size=self.image_shape[1:], mode="bilinear", align_corners=False)
@@ -111,7 +112,7 @@ class SyntheticSet(nn.Module):
 
         ``hallucinator`` holds indices in 0..num_hallucinators-1 (ignored for plain/idc).
         """
-        x = self._upsample(self.bases[basis_index])
+        x = self.upsample(self.bases[basis_index])
         if self.hallucinators is None:
             return x
         if hallucinator is None:

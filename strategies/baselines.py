@@ -1,23 +1,13 @@
-"""The strategies ``haba-cl`` compares; the memory strategies all at the same bytes (``mem_size`` images).
+"""The builders of ``haba-cl``'s strategies (Avalanche strategies and plugins), dispatched by :mod:`strategies.registry`.
 
-``haba``    HaBa replay: :class:`strategies.HabaReplayPlugin` (factorized DM-distilled memory).
-``dm``      the same plugin with ``parameterization="plain"``: plain DM-distilled images, no factorization.
-``idc``     the same plugin with ``parameterization="idc"``: 2× down-sampled DM-distilled images, no
-            hallucinators (the strongest simple baseline at equal bytes in BENCHMARKS.md).
-``replay``  Avalanche's ``ReplayPlugin`` with its class-balanced random buffer (``ClassBalancedBuffer``) on
-            ``Naive`` — the class-balanced twin of Avalanche's ``Replay``, honouring ``batch_size_mem``.
-``er``      Avalanche's own ``Replay`` strategy as shipped (experience-balanced buffer).
-``herding`` Avalanche's ``ReplayPlugin`` with its ``ParametricBuffer(groupby="class")`` and
-            ``HerdingSelectionStrategy`` (iCaRL herding) on the model's L2-normalised penultimate features.
-``gdumb``   Avalanche's ``GDumb`` (class-balanced greedy memory, model retrained from scratch on it).
-``lwf``     Avalanche's ``LwF`` (distillation from the previous model; no memory).
-``ewc``     Avalanche's ``EWC`` (weight importance; no image memory).
-``naive``   fine-tuning without memory (lower bound).
+Also the pieces they need: iCaRL herding on penultimate features, a replay buffer as a ``FactorizedDataset``,
+:class:`BuiltStrategy` (a strategy plus how to reach its memory) and the memory-budget check.
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import torch
@@ -29,21 +19,9 @@ from torch.utils.data import DataLoader
 
 from haba_core import (BudgetError, ConfigError, DistillConfig, FactorizedDataset, Preprocessor, SyntheticSet,
                        UnknownNameError)
-from strategies import HabaReplay, HabaReplayPlugin
 
-from .cl_names import DISTILLED, MEMORY_STRATEGIES, STRATEGIES
-
-IMAGE_BUFFERS = ("replay", "herding", "er", "gdumb")  # real images: mem_size must cover one per class
-
-
-def check_strategies(names: str | list[str]) -> list[str]:
-    items = [s.strip().lower() for s in (names.split(",") if isinstance(names, str) else names) if s.strip()]
-    if not items:
-        raise UnknownNameError(f"no strategy given; known: {','.join(STRATEGIES)}")
-    for s in items:
-        if s not in STRATEGIES:
-            raise UnknownNameError(f"unknown strategy {s!r}; known: {', '.join(STRATEGIES)}")
-    return list(dict.fromkeys(items))
+from .haba_replay import HabaReplay, HabaReplayPlugin
+from .registry import DISTILLED, IMAGE_BUFFERS, MEMORY_STRATEGIES, REGISTRY, STRATEGIES, StrategySpec, check_strategies
 
 
 @torch.no_grad()
@@ -139,6 +117,72 @@ class BuiltStrategy:
         return None
 
 
+@dataclass
+class StrategyOptions:
+    """What a builder may need besides Avalanche's common arguments (model, optimizer, ..., evaluator)."""
+
+    mem_size: int
+    batch_size_mem: Optional[int]
+    distill_config: DistillConfig
+    hallucinator_share: float = 0.2
+    input_normalization: Any = None
+    seed: int = 0
+    verbose: bool = False
+    compute_budget: Any = "auto"
+    progress: Optional[bool] = None
+    lwf_alpha: float = 1.0
+    lwf_temperature: float = 2.0
+    ewc_lambda: float = 0.4
+
+
+def build_distilled(name: str, spec: StrategySpec, common: dict[str, Any], opt: StrategyOptions) -> BuiltStrategy:
+    """:class:`strategies.HabaReplay` with the spec's parameterization (``haba``, ``dm``, ``idc``)."""
+    cfg = copy.deepcopy(opt.distill_config)
+    cfg.parameterization = spec.parameterization or cfg.parameterization
+    strat = HabaReplay(mem_size=opt.mem_size, batch_size_mem=opt.batch_size_mem, distill_config=cfg,
+                       hallucinator_share=opt.hallucinator_share, input_normalization=opt.input_normalization,
+                       seed=opt.seed, compute_budget=opt.compute_budget, progress=opt.progress, verbose=opt.verbose,
+                       **common)
+    return BuiltStrategy(name, strat, plugin=strat.haba_plugin)
+
+
+def build_buffer_replay(name: str, spec: StrategySpec, common: dict[str, Any], opt: StrategyOptions) -> BuiltStrategy:
+    """``Naive`` + :class:`BalancedReplayPlugin`: a class-balanced random buffer (``replay``) or herding (``herding``)."""
+    storage = (ClassBalancedBuffer(opt.mem_size, adaptive_size=True) if name == "replay"
+               else herding_buffer(opt.mem_size, common["model"]))
+    plugin = BalancedReplayPlugin(opt.mem_size, batch_size_mem=opt.batch_size_mem, storage_policy=storage)
+    return BuiltStrategy(name, Naive(plugins=[plugin], **common), storage=storage)
+
+
+def build_er(name: str, spec: StrategySpec, common: dict[str, Any], opt: StrategyOptions) -> BuiltStrategy:
+    """Avalanche's ``Replay`` as shipped."""
+    strat = Replay(mem_size=opt.mem_size, **common)
+    plugin = next(p for p in strat.plugins if isinstance(p, ReplayPlugin))
+    return BuiltStrategy(name, strat, storage=plugin.storage_policy)
+
+
+def build_gdumb(name: str, spec: StrategySpec, common: dict[str, Any], opt: StrategyOptions) -> BuiltStrategy:
+    """Avalanche's ``GDumb``."""
+    strat = GDumb(mem_size=opt.mem_size, **common)
+    plugin = next(p for p in strat.plugins if hasattr(p, "storage_policy"))
+    return BuiltStrategy(name, strat, storage=plugin.storage_policy)
+
+
+def build_lwf(name: str, spec: StrategySpec, common: dict[str, Any], opt: StrategyOptions) -> BuiltStrategy:
+    """Avalanche's ``LwF``."""
+    return BuiltStrategy(name, LwF(alpha=opt.lwf_alpha, temperature=opt.lwf_temperature, **common))
+
+
+def build_ewc(name: str, spec: StrategySpec, common: dict[str, Any], opt: StrategyOptions) -> BuiltStrategy:
+    """Avalanche's ``EWC``."""
+    return BuiltStrategy(name, EWC(ewc_lambda=opt.ewc_lambda, **common))
+
+
+def build_naive(name: str, spec: StrategySpec, common: dict[str, Any], opt: StrategyOptions) -> BuiltStrategy:
+    """Fine-tuning without memory."""
+    return BuiltStrategy(name, Naive(**common))
+
+
 def build_strategy(name: str, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer, criterion: Callable,
                    mem_size: int, batch_size_mem: Optional[int], train_mb_size: int, train_epochs: int,
                    eval_mb_size: int, device: Any, evaluator: Any, distill_config: DistillConfig,
@@ -146,36 +190,17 @@ def build_strategy(name: str, *, model: torch.nn.Module, optimizer: torch.optim.
                    verbose: bool = False, compute_budget: Any = "auto", progress: Optional[bool] = None,
                    lwf_alpha: float = 1.0,
                    lwf_temperature: float = 2.0, ewc_lambda: float = 0.4) -> BuiltStrategy:
-    """One of :data:`STRATEGIES`, ready for ``train``/``eval``."""
+    """One of :data:`~strategies.registry.STRATEGIES`, ready for ``train``/``eval``."""
+    if name not in REGISTRY:
+        raise UnknownNameError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}")
     common = dict(model=model, optimizer=optimizer, criterion=criterion, train_mb_size=train_mb_size,
                   train_epochs=train_epochs, eval_mb_size=eval_mb_size, device=device, evaluator=evaluator)
-    if name in DISTILLED:
-        cfg = copy.deepcopy(distill_config)
-        cfg.parameterization = DISTILLED[name] or cfg.parameterization
-        strat = HabaReplay(mem_size=mem_size, batch_size_mem=batch_size_mem, distill_config=cfg,
-                           hallucinator_share=hallucinator_share, input_normalization=input_normalization,
-                           seed=seed, compute_budget=compute_budget, progress=progress, verbose=verbose, **common)
-        return BuiltStrategy(name, strat, plugin=strat.haba_plugin)
-    if name in ("replay", "herding"):
-        storage = (ClassBalancedBuffer(mem_size, adaptive_size=True) if name == "replay"
-                   else herding_buffer(mem_size, model))
-        plugin = BalancedReplayPlugin(mem_size, batch_size_mem=batch_size_mem, storage_policy=storage)
-        return BuiltStrategy(name, Naive(plugins=[plugin], **common), storage=storage)
-    if name == "er":
-        strat = Replay(mem_size=mem_size, **common)
-        plugin = next(p for p in strat.plugins if isinstance(p, ReplayPlugin))
-        return BuiltStrategy(name, strat, storage=plugin.storage_policy)
-    if name == "gdumb":
-        strat = GDumb(mem_size=mem_size, **common)
-        plugin = next(p for p in strat.plugins if hasattr(p, "storage_policy"))
-        return BuiltStrategy(name, strat, storage=plugin.storage_policy)
-    if name == "lwf":
-        return BuiltStrategy(name, LwF(alpha=lwf_alpha, temperature=lwf_temperature, **common))
-    if name == "ewc":
-        return BuiltStrategy(name, EWC(ewc_lambda=ewc_lambda, **common))
-    if name == "naive":
-        return BuiltStrategy(name, Naive(**common))
-    raise UnknownNameError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}")
+    options = StrategyOptions(mem_size=mem_size, batch_size_mem=batch_size_mem, distill_config=distill_config,
+                              hallucinator_share=hallucinator_share, input_normalization=input_normalization,
+                              seed=seed, verbose=verbose, compute_budget=compute_budget, progress=progress,
+                              lwf_alpha=lwf_alpha, lwf_temperature=lwf_temperature, ewc_lambda=ewc_lambda)
+    spec = REGISTRY[name]
+    return spec.load_builder()(name, spec, common, options)
 
 
 def check_memory_budget(strategies: list[str], mem_size: int, image_shape: tuple[int, int, int],
@@ -196,5 +221,5 @@ def check_memory_budget(strategies: list[str], mem_size: int, image_shape: tuple
 
 
 __all__ = ["STRATEGIES", "MEMORY_STRATEGIES", "IMAGE_BUFFERS", "check_strategies", "PenultimateHerding",
-           "herding_buffer", "build_strategy",
-           "buffer_as_factorized", "BuiltStrategy", "check_memory_budget"]
+           "herding_buffer", "StrategyOptions", "build_strategy", "buffer_as_factorized", "BuiltStrategy",
+           "check_memory_budget"]

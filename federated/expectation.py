@@ -1,0 +1,53 @@
+"""What a valid client payload must look like, derived from the server's run config and dataset."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from haba_core import HallucinatorConfig, Preprocessor, plan_budget
+
+from .distill_settings import distill_config
+
+
+@dataclass(frozen=True)
+class PayloadExpectation:
+    """What a valid client payload must look like, derived from the server's run config and dataset."""
+
+    image_shape: tuple[int, int, int]
+    num_classes: int
+    parameterization: str
+    basis_shape: tuple[int, int, int]
+    bpc: int
+    num_hallucinators: int
+    per_class_hallucinators: bool
+    hallucinator: HallucinatorConfig
+    max_bytes: int
+    learned_lr: bool
+    value_span: float = math.inf
+    """Largest ``|x|`` of a normalised real image (from the dataset's mean/std); bounds uploaded values."""
+
+
+def normalised_span(preprocessor: Preprocessor) -> float:
+    """Largest ``|x|`` of a pixel in [0, 1] after per-channel normalisation by ``preprocessor``."""
+    return max(max(abs((0.0 - m) / s), abs((1.0 - m) / s)) for m, s in zip(preprocessor.mean, preprocessor.std))
+
+
+def expected_payload(cfg: Mapping[str, Any], image_shape: tuple[int, int, int], num_classes: int,
+                     preprocessor: Preprocessor | None = None) -> PayloadExpectation:
+    """The plan every client's distillation follows (same call as ``haba_core.distill``).
+
+    With ``preprocessor`` (the server's normalisation) uploaded values are also bounded by its value span.
+    """
+    dcfg = distill_config(cfg)
+    plan = plan_budget(image_shape=tuple(image_shape), num_classes=num_classes, parameterization=dcfg.parameterization,
+                       ipc=dcfg.ipc if dcfg.bpc is None else None, bpc=dcfg.bpc, hallucinators=dcfg.hallucinators,
+                       hallucinator=dcfg.hallucinator, basis_channels=dcfg.basis_channels, downsample=dcfg.downsample,
+                       per_class_hallucinators=dcfg.per_class_hallucinators, rule=dcfg.budget_rule,
+                       extra=1 if dcfg.objective == "mtt" else 0)
+    return PayloadExpectation(tuple(int(s) for s in image_shape), int(num_classes), dcfg.parameterization,
+                              tuple(int(s) for s in plan.basis_shape), int(plan.bpc), int(plan.num_hallucinators),
+                              bool(plan.per_class_hallucinators), dcfg.hallucinator, int(cfg["max-payload-bytes"]),
+                              dcfg.objective == "mtt",
+                              normalised_span(preprocessor) if preprocessor is not None else math.inf)
