@@ -25,7 +25,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from haba_cl.cl_runner import RunConfig, format_table, run  # noqa: E402
+from haba_cl.cl_runner import RunConfig, run  # noqa: E402
+from haba_cl.report import continual_table  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"  # ../shared/data relative to the repository root
 SETTINGS = {
@@ -98,7 +99,7 @@ def main(argv=None) -> int:
             res = run(cfg, log=lambda m: print(m, flush=True))
             title = (f"**{bench}**, 5 experiences, memory {ipc} images/class ({cfg.mem_size} images), "
                      f"{len(s['seeds'])} seed(s), {s['epochs']} epoch(s), protocol {args.protocol}, {res['device']}")
-            table = format_table(res["summary"], title + "\n")
+            table = continual_table(res["summary"], title + "\n")
             print("\n" + table + "\n", flush=True)
             tables.append(table)
             results["runs"].append({"benchmark": bench, "ipc": ipc, "mem_size": cfg.mem_size,

@@ -43,13 +43,15 @@ import shlex
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
+
+from haba_core import ConfigError, runtime
+from haba_core.atomic import atomic_path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results"
@@ -127,12 +129,11 @@ def seed_list(args: argparse.Namespace) -> list[int]:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto|cpu|cuda`` → torch device (``auto`` picks CUDA when available)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit(f"--device {name} requested but CUDA is not available")
-    return torch.device(name)
+    """:func:`haba_core.runtime.resolve_device`, with a bad ``--device`` ending the study with one line."""
+    try:
+        return runtime.resolve_device(name)
+    except ConfigError as exc:
+        raise SystemExit(f"--device: {exc}") from None
 
 
 def markdown_path(args: argparse.Namespace) -> Path | None:
@@ -435,15 +436,8 @@ def _json_default(obj: Any) -> Any:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def write_results(name: str, rows: list[dict], meta: dict, out_dir: str | Path) -> Path:

@@ -39,7 +39,7 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import Strategy
 
 from haba_core import EvalConfig, FactorizedCollection, FactorizedDataset, ImageDataset
-from haba_core.atomic import write_safetensors
+from haba_core.atomic import write_json, write_safetensors
 from haba_core.evaluate import train_on_synthetic
 
 from .accounting import DOWN, EVALUATE, TRAIN, UP, CommLedger, array_record_bytes, content_array_bytes
@@ -314,10 +314,7 @@ def save_artifacts(cfg: Mapping[str, Any], result: Any, strategy: Any, test: Ima
 def write_results(path: str | os.PathLike, results: Mapping[str, Any]) -> Path:
     """Write ``results`` as JSON atomically (temporary file, then rename)."""
     path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    write_json(path, results)
     return path
 
 

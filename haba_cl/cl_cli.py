@@ -20,13 +20,15 @@ from typing import Any, Sequence
 
 from haba_core import RECIPES
 
+from .cli_errors import EXIT_INTERRUPTED, UsageError, handle_errors
 from .cli_parser import OneLineParser
+from .report import continual_table
 from .cl_benchmarks import BENCHMARKS
 
 from .cl_names import STRATEGIES as STRATEGY_NAMES
 
 
-_Parser = OneLineParser  # one line + a hint to --help, exit 2 (shared by every command)
+PROG = "haba-cl"
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -63,7 +65,7 @@ def check_names(benchmark: str, strategies: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="haba-cl", description=__doc__.split("\n\n")[0])
+    p = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("--benchmark", default="split-mnist", help=f"one of {', '.join(BENCHMARKS)} (default: split-mnist)")
     p.add_argument("--n-experiences", type=int, default=None,
                    help="experiences (equal class split); default 10 for split-cifar100, else 5")
@@ -161,39 +163,37 @@ def config_from_args(args: argparse.Namespace):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    """Run ``haba-cl``; returns the exit status (bad input: one line on stderr and 2, as every command)."""
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, or a usage error already reported in one line
+        return _main(argv)
+    except SystemExit as exc:  # --help, a usage error or handle_errors' one-line exit
         return int(exc.code or 0)
-    # Cheap checks first, before importing Avalanche (which takes seconds).
-    from haba_core import HabaError
 
-    try:
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    with handle_errors(PROG):
+        # Cheap checks first, before importing Avalanche (which takes seconds).
         check_names(args.benchmark, args.strategies)
         if args.threads is not None:
             if args.threads < 1:
-                from haba_core import ConfigError
-
-                raise ConfigError("--threads must be at least 1")
+                raise UsageError("--threads must be at least 1")
             import torch
 
             torch.set_num_threads(args.threads)
         config = config_from_args(args)
         config.progress = not args.quiet
-        from .cl_runner import format_table, run
+        from .cl_runner import run
 
         log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
-        result = run(config, log=log)
-    except (HabaError, OSError) as exc:
-        print(f"haba-cl: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("haba-cl: interrupted", file=sys.stderr)
-        return 130
+        try:
+            result = run(config, log=log)
+        except KeyboardInterrupt:
+            print(f"{PROG}: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
     title = (f"{config.benchmark}, {config.n_experiences} experiences, memory {config.mem_size} images, "
              f"{len(config.seeds)} seed(s), protocol {config.protocol}")
-    print(format_table(result["summary"], f"**{title}**\n"))
+    print(continual_table(result["summary"], f"**{title}**\n"))
     if config.out:
         print(f"results: {Path(config.out) / 'results.json'}")
         for name in result.get("plots", []):

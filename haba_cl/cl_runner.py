@@ -267,26 +267,6 @@ def summarize(records: list[dict[str, Any]], strategies: list[str]) -> dict[str,
     return out
 
 
-def format_table(summary: dict[str, dict[str, Any]], title: str = "") -> str:
-    """A markdown table: final average accuracy and forgetting (percent, mean ± std over seeds — just the value
-    for one seed), time."""
-
-    def pm(m, s, runs):
-        if m is None:
-            return "n/a"
-        return f"{m:.2f}" if runs < 2 else f"{m:.2f} ± {s:.2f}"
-
-    lines = [title] if title else []
-    lines += ["| strategy | final avg. accuracy (%) | forgetting (%) | memory bytes | time / run (s) |",
-              "|---|---|---|---|---|"]
-    for s, v in summary.items():
-        mem = "-" if v["memory_bytes"] is None else f"{v['memory_bytes']:,}"
-        runs = v["runs"]
-        lines.append(f"| {s} | {pm(v['final_accuracy_mean'], v['final_accuracy_std'], runs)} | "
-                     f"{pm(v['forgetting_mean'], v['forgetting_std'], runs)} | {mem} | {v['seconds_mean']:.1f} |")
-    return "\n".join(lines)
-
-
 def run(config: RunConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every strategy for every seed; write ``<out>/results.json``; return the results."""
     config.validate()
@@ -328,4 +308,4 @@ def run(config: RunConfig, log: Callable[[str], None] = print) -> dict[str, Any]
     return result
 
 
-__all__ = ["RunConfig", "run", "run_one", "summarize", "format_table", "PROTOCOLS", "MEMORY_STRATEGIES"]
+__all__ = ["RunConfig", "run", "run_one", "summarize", "PROTOCOLS", "MEMORY_STRATEGIES"]

@@ -22,21 +22,16 @@ from typing import Any, Sequence
 
 from haba_core import RECIPES
 
+from .cli_errors import EXIT_INTERRUPTED, UsageError, handle_errors
 from .cli_parser import OneLineParser
+from .report import federated_table
 
 PROG = "haba-fl"
 
 
-_Parser = OneLineParser  # one line + a hint to --help, exit 2 (shared by every command)
-
-
-class UsageError(Exception):
-    """Invalid user input: one line on stderr, exit status 2."""
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Federated HaBa (clients upload factorized distilled data) vs FedAvg, "
-                                       "in a local Flower simulation.")
+    p = OneLineParser(prog=PROG, description="Federated HaBa (clients upload factorized distilled data) vs FedAvg, "
+                                             "in a local Flower simulation.")
     p.add_argument("--dataset", default="digits", help="digits (embedded), mnist, fashion-mnist, cifar10, cifar100, "
                                                        "svhn or imagefolder:<dir|.tar.gz> (default digits)")
     p.add_argument("--data-root", default="", help="where the dataset's files are (not needed for digits)")
@@ -169,23 +164,10 @@ def table_rows(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def format_table(rows: list[dict[str, Any]]) -> str:
-    head = f"{'method':<16} {'rounds':>6} {'accuracy %':>10} {'bytes up':>12} {'bytes down':>12} {'total bytes':>12}"
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        acc = "-" if r["accuracy"] is None else f"{100 * r['accuracy']:.2f}"  # results hold fractions
-        lines.append(f"{r['method']:<16} {r['rounds']:>6} {acc:>10} {r['bytes_up']:>12,} {r['bytes_down']:>12,} "
-                     f"{r['total_bytes']:>12,}")
-    return "\n".join(lines)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
+    with handle_errors(PROG):
         configs = validate(args)
-    except UsageError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
     from haba_cl.fl_runner import run_federated
 
     out = Path(args.out)
@@ -201,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs[mode] = run_federated(run_config_overrides(args, mode), args.clients, backend=args.backend)
         except KeyboardInterrupt:
             print(f"{PROG}: interrupted", file=sys.stderr)
-            return 130
+            return EXIT_INTERRUPTED
     rows = table_rows(runs)
     doc = {"format": "haba-fl-runner/2",  # /2: accuracies are fractions (the table prints percent)
            "args": vars(args), "wall_seconds": time.perf_counter() - t0, "runs": runs, "table": rows}
@@ -211,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .fl_plots import plot_accuracy_vs_bytes
 
     figure = plot_accuracy_vs_bytes(rows, out / "accuracy_vs_bytes.png")
-    print(format_table(rows))
+    print(federated_table(rows))
     if figure is not None:
         print(f"figure: {figure}")
     print(f"\nresults: {out / 'results.json'}")
