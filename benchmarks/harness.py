@@ -51,6 +51,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 
 from haba_core import ConfigError, runtime
+from haba_core.config_layers import parse_set
 from haba_core.atomic import atomic_path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -104,21 +105,13 @@ def configure_threads(args: argparse.Namespace) -> int:
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["iterations=200", "net-width=64"]`` → ``{"iterations": 200, "net-width": 64}`` (int, float or str)."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
-        value: Any = raw
-        for cast in (int, float):
-            try:
-                value = cast(raw)
-                break
-            except ValueError:
-                continue
-        out[key.strip()] = value
-    return out
+    """``--set`` items the way every entry point reads them (:func:`haba_core.config_layers.parse_set`, keys as
+    written): ``["iterations=200", "net-width=64"]`` → ``{"iterations": 200, "net-width": 64}``; a malformed item
+    ends the study with one line."""
+    try:
+        return parse_set(items)
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def seed_list(args: argparse.Namespace) -> list[int]:

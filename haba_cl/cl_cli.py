@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from haba_core import RECIPES
+from haba_core.config_layers import SET_SYNTAX
 
 from .cli_errors import EXIT_INTERRUPTED, UsageError, handle_errors
-from .cli_parser import OneLineParser
+from .cli_parser import DeprecatedAlias, OneLineParser
 from .report import continual_table
 from .cl_benchmarks import BENCHMARKS
 
@@ -98,7 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "at most 60 iterations or 120 s on a CPU)")
     p.add_argument("--distill-seconds", type=float, default=None,
                    help="wall-clock cap on each experience's memory update (default: by device, see above)")
-    p.add_argument("--distill-width", type=int, default=None, help="width of the distillation ConvNet (default: 128)")
+    p.add_argument("--distill-net-width", "--distill-width", dest="distill_net_width", type=int, default=None,
+                   action=DeprecatedAlias, deprecated=("--distill-width",),
+                   help="width of the distillation ConvNet (default: 128); --net-width sets the continual model's. "
+                        "--distill-width is a deprecated alias")
     p.add_argument("--hallucinators", type=int, default=None, help="most hallucinators per experience (default 5)")
     p.add_argument("--hallucinator-share", type=float, default=0.2,
                    help="largest fraction of the memory hallucinators may take (default: 0.2)")
@@ -106,10 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="distillation starting point (haba_core recipes): modest (default; measured best at "
                         "CPU-minutes budgets), paper (exactly the paper) or paper-pca (the paper with pca-initialised "
                         "hallucinators; the default on split-digits, whose 8x8 images are too small to down-sample); "
-                        "--distill-config and the flags below override it")
+                        "--distill-config, --set and the flags override it")
     p.add_argument("--distill-config", default=None,
                    help="JSON file with DistillConfig fields (nested dicts allowed) for the per-experience "
-                        "distillation; explicit flags override it")
+                        "distillation; --set and explicit flags override it")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a DistillConfig key of the per-experience distillation, e.g. --set dm.batch_real=64; "
+                        f"{SET_SYNTAX}")
     p.add_argument("--train-per-class", type=int, default=None, help="use at most this many training images per class")
     p.add_argument("--test-per-class", type=int, default=None, help="use at most this many test images per class")
     p.add_argument("--cache-dir", default=None, help="cache for decompressed/decoded data (default: $HABA_CACHE)")
@@ -127,12 +134,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace):
-    from haba_core import ConfigError
+    from haba_core import ConfigError, DistillConfig
+    from haba_core.config_layers import check_table, merge_layers, parse_set
 
     from .cl_runner import RunConfig
-    from .options import default_recipe
+    from haba_core.distillation.recipes import default_recipe_for
 
-    distill: dict[str, Any] = {}
+    from_file: dict[str, Any] = {}
     if args.distill_config:
         path = Path(args.distill_config)
         try:
@@ -143,17 +151,18 @@ def config_from_args(args: argparse.Namespace):
             raise ConfigError(f"--distill-config {path} is not valid JSON ({exc})") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"--distill-config {path} must hold a JSON object")
-        distill.update(loaded)  # nested sections (e.g. "hallucinator") merge with the recipe's later
-    for flag, key in (("objective", "objective"), ("distill_iterations", "iterations"),
-                      ("distill_width", "net_width"), ("hallucinators", "hallucinators")):
-        value = getattr(args, flag)
-        if value is not None:
-            distill[key] = value
+        from_file = loaded  # nested sections (e.g. "hallucinator") merge with the recipe's later
+    flags = {key: getattr(args, flag) for flag, key in (("objective", "objective"), ("distill_iterations", "iterations"),
+                                                        ("distill_net_width", "net_width"),
+                                                        ("hallucinators", "hallucinators"))
+             if getattr(args, flag) is not None}
+    # layers: recipe (RunConfig.recipe) < --distill-config < --set < flags
+    distill = merge_layers(from_file, check_table(parse_set(args.set, snake_case=True), DistillConfig, "--set"), flags)
     return RunConfig(benchmark=args.benchmark, n_experiences=args.n_experiences, data_root=args.data_root,
                      source=args.source, strategies=args.strategies, mem_size=args.mem_size, seeds=args.seeds,
                      epochs=args.epochs, out=args.out, protocol=args.protocol, device=args.device, lr=args.lr,
                      batch_size=args.batch_size, batch_size_mem=args.batch_size_mem, model=args.model,
-                     net_width=args.net_width, net_depth=args.net_depth, recipe=args.recipe or default_recipe(args.benchmark),
+                     net_width=args.net_width, net_depth=args.net_depth, recipe=args.recipe or default_recipe_for(args.benchmark),
                      distill=distill,
                      hallucinator_share=args.hallucinator_share, train_per_class=args.train_per_class,
                      test_per_class=args.test_per_class, cache_dir=args.cache_dir,

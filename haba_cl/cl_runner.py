@@ -16,7 +16,6 @@ has no memory and reports nothing under this protocol.
 
 from __future__ import annotations
 
-import copy
 import json
 import statistics
 import time
@@ -111,7 +110,7 @@ class RunConfig:
     def distill_config(self, device: torch.device) -> DistillConfig:
         from strategies import default_cl_config
 
-        cfg = default_cl_config(self.recipe, **copy.deepcopy(self.distill))
+        cfg = default_cl_config(self.recipe, **self.distill)  # copies what it layers
         cfg.device = str(device)
         return cfg
 

@@ -21,6 +21,7 @@ from haba_core import (KNOWN_NETWORKS, RECIPES, ConfigError, DistillConfig, Dist
                        FactorizedDataset, ImageDataset, NonFiniteLossError, Preprocessor, UnknownNameError,
                        __version__, distill, evaluate, load_dataset, plan_budget)
 from haba_core.atomic import write_json
+from haba_core.config_layers import SET_SYNTAX
 from haba_core.loss_terms import active_loss_terms
 from haba_core.objectives import objective_names, objective_spec
 from haba_core.runtime import resolve_device
@@ -29,7 +30,7 @@ from . import images, report
 from .cli_parser import OneLineParser
 from .cli_errors import EXIT_INTERRUPTED, UsageError, handle_errors
 from .interrupt import StopFlag, sigint_handler
-from .options import QUICK_PROFILE, RunSettings, resolve
+from .distill_settings import QUICK_PROFILE, RunSettings, resolve
 from .outdir import RunDirectory, default_out_dir, has_checkpoint
 from .preflight import check_budget
 from .presets import describe_preset, list_presets
@@ -84,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TOML file or preset name (see --list-presets) (default: none)")
     g.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="set any configuration key, e.g. --set mtt.syn_steps=30 --set hallucinator.depth=2; "
-                        "repeatable (default: none)")
+                        f"{SET_SYNTAX} (default: none)")
     g.add_argument("--list-presets", action="store_true", help="list the shipped presets and exit")
     g = p.add_argument_group("distillation")
     g.add_argument("--method", choices=list(objective_names()),

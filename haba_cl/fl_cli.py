@@ -13,7 +13,6 @@ stderr and exits with status 2; a run that produced no model exits with 1.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from haba_core import RECIPES
+from haba_core.config_layers import SET_SYNTAX, parse_set
 
 from .cli_errors import EXIT_INTERRUPTED, UsageError, handle_errors
 from .cli_parser import OneLineParser
@@ -70,15 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--fraction-evaluate", type=float, default=1.0,
                    help="fraction of clients reporting local accuracy each round (default 1.0; 0 disables)")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other run-config key (see docs/federated.md), repeatable")
+                   help="any other Flower run-config key (docs/federated.md), e.g. --set train-limit=1000; "
+                        f"{SET_SYNTAX}")
     return p
-
-
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 def run_config_overrides(args: argparse.Namespace, mode: str) -> dict[str, Any]:
@@ -94,11 +88,7 @@ def run_config_overrides(args: argparse.Namespace, mode: str) -> dict[str, Any]:
         "net-width": args.net_width, "net-depth": args.net_depth, "seed": args.seed, "device": args.device,
         "results-path": str(Path(args.out) / f"{mode}.json"), "wait-for-clients-s": 10.0,
     }
-    for item in args.set:
-        if "=" not in item:
-            raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        ov[key.strip()] = _parse_value(value.strip())
+    ov.update(parse_set(args.set))  # Flower run-config keys as written (train-limit=10000)
     return ov
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from haba_cl.cl_cli import main, parse_seeds
 
 TINY = ["--epochs", "1", "--batch-size", "16", "--net-width", "8", "--net-depth", "2", "--distill-iterations", "2",
-        "--distill-width", "8", "--hallucinators", "2", "--quiet"]
+        "--distill-net-width", "8", "--hallucinators", "2", "--quiet"]
 
 
 def write_cifar100(root, classes: int = 10, n_train: int = 6, n_test: int = 3, seed: int = 0) -> None:
