@@ -14,7 +14,7 @@ from .errors import (BudgetError, ConfigError, DatasetNotFoundError, Distillatio
                      HabaError, NonFiniteLossError, UnknownNameError)
 from .evaluate import EvalConfig, EvalResult, evaluate
 from .factorization import HallucinatorBank, HallucinatorConfig, SyntheticSet
-from .factorized import FactorizedDataset
+from .factorization.factorized_dataset import FactorizedDataset
 from .networks import KNOWN_NETWORKS, get_network
 from .objectives import DCConfig, DMConfig, ExpertConfig, MTTConfig, train_experts
 from .preprocess import Preprocessor

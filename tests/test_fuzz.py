@@ -30,7 +30,7 @@ from federated.payload import ARRAYS_KEY, META_KEY, PayloadRejected, decode_payl
     expected_hallucinator_shapes  # noqa: E402
 from federated.task import expected_payload, load_split, preprocessor_for, resolve_run_config  # noqa: E402
 from haba_core import ConfigError, FactorizedDataset, FormatError, HabaError, Preprocessor, SyntheticSet  # noqa: E402
-from haba_core.factorized import META_FILE, TENSOR_FILE  # noqa: E402
+from haba_core.factorization.factorized_dataset import META_FILE, TENSOR_FILE  # noqa: E402
 
 FUZZ = settings(max_examples=40, deadline=2000, suppress_health_check=[HealthCheck.too_slow,
                                                                         HealthCheck.function_scoped_fixture])

@@ -18,7 +18,7 @@ from ..coreset import herding_select
 from ..data import ImageDataset
 from ..errors import ConfigError, DistillationInterrupted, NonFiniteLossError
 from ..factorization import SyntheticSet
-from ..factorized import FactorizedDataset
+from ..factorization.factorized_dataset import FactorizedDataset
 from ..networks import get_network
 from ..objectives import Objective, ObjectiveContext, RealPool, objective_spec, seeded_network
 from ..preprocess import Preprocessor

@@ -23,14 +23,15 @@ from safetensors.torch import load_file
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from .atomic import atomic_path, write_safetensors
-from .budget import StorageReport, storage_of
-from .errors import FormatError
-from .factorization import HallucinatorConfig, SyntheticSet
-from .meta_schema import check_meta, meta_digest
-from .preprocess import Preprocessor
-from .version import FORMAT_VERSION, __version__
-from .zca import ZCA
+from ..atomic import atomic_path, write_safetensors
+from ..budget import StorageReport, storage_of
+from ..errors import FormatError
+from .hallucinator import HallucinatorConfig
+from .synthetic_set import SyntheticSet
+from ..meta_schema import check_meta, meta_digest
+from ..preprocess import Preprocessor
+from ..version import FORMAT_VERSION, __version__
+from ..zca import ZCA
 
 TENSOR_FILE = "factorized.safetensors"
 META_FILE = "meta.json"
