@@ -47,11 +47,11 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="small subsets, 1 seed, 10 images/class (≤ 2 min on CPU)")
     p.add_argument("--device", default="auto")
     p.add_argument("--benchmarks", default="split-mnist,split-cifar10")
-    p.add_argument("--strategies", default="haba,idc,replay,herding,dm,naive")
+    p.add_argument("--strategies", default="haba,idc,replay,herding,distilled-plain,naive")
     p.add_argument("--seeds", default=None, help="comma-separated seeds (default: 0 quick, 0,1,2 full)")
     p.add_argument("--ipc", default=None, help="memory in images per class, comma-separated (default 10,20)")
     p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--protocol", choices=("avalanche", "dm"), default="avalanche")
+    p.add_argument("--protocol", choices=("avalanche", "fresh-network", "dm"), default="avalanche")
     p.add_argument("--distill-iterations", type=int, default=None)
     p.add_argument("--mnist-root", default=SETTINGS["split-mnist"]["data_root"])
     p.add_argument("--cifar10", default=SETTINGS["split-cifar10"]["source"],

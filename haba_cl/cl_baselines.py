@@ -31,13 +31,14 @@ from haba_core import (BudgetError, ConfigError, DistillConfig, FactorizedDatase
                        UnknownNameError)
 from strategies import HabaReplay, HabaReplayPlugin
 
-from .cl_names import DISTILLED, MEMORY_STRATEGIES, STRATEGIES
+from .cl_names import DEPRECATED_STRATEGIES, DISTILLED, MEMORY_STRATEGIES, STRATEGIES, current_name
 
 IMAGE_BUFFERS = ("replay", "herding", "er", "gdumb")  # real images: mem_size must cover one per class
 
 
 def check_strategies(names: str | list[str]) -> list[str]:
-    items = [s.strip().lower() for s in (names.split(",") if isinstance(names, str) else names) if s.strip()]
+    items = [current_name(s, DEPRECATED_STRATEGIES, "strategy")
+             for s in (names.split(",") if isinstance(names, str) else names) if s.strip()]
     if not items:
         raise UnknownNameError(f"no strategy given; known: {','.join(STRATEGIES)}")
     for s in items:

@@ -3,7 +3,7 @@
 Example::
 
     haba-cl --benchmark split-mnist --data-root ../shared/data/mnist --n-experiences 5 \\
-        --strategies haba,replay,herding,dm,naive --mem-size 100 --seeds 3 --epochs 1 --out runs/smnist
+        --strategies haba,replay,herding,distilled-plain,naive --mem-size 100 --seeds 3 --epochs 1 --out runs/smnist
 
 Prints a markdown table of final average accuracy and forgetting (mean ± std over seeds) and writes
 ``<out>/results.json`` with ``accuracy_matrix.png`` and ``accuracy_curves.png`` beside it. Bad input (unknown benchmark or strategy, missing data, a memory too small for one
@@ -26,6 +26,7 @@ from .cli_parser import DeprecatedAlias, OneLineParser
 from .report import continual_table
 from .cl_benchmarks import BENCHMARKS
 
+from .cl_names import DEPRECATED_PROTOCOLS, DEPRECATED_STRATEGIES, PROTOCOLS, current_name
 from .cl_names import STRATEGIES as STRATEGY_NAMES
 
 
@@ -57,7 +58,7 @@ def check_names(benchmark: str, strategies: str) -> None:
     from .cl_benchmarks import check_benchmark
 
     check_benchmark(benchmark)
-    names = [s.strip().lower() for s in strategies.split(",") if s.strip()]
+    names = [current_name(s, DEPRECATED_STRATEGIES, "strategy") for s in strategies.split(",") if s.strip()]
     if not names:
         raise UnknownNameError(f"no strategy given; known: {','.join(STRATEGY_NAMES)}")
     for s in names:
@@ -75,16 +76,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: $HABA_DATA_ROOT or ./data)")
     p.add_argument("--source", default=None,
                    help="read the benchmark's images from another source, e.g. imagefolder:cifar10-jpeg.tar.gz")
-    p.add_argument("--strategies", default="haba,replay,herding,dm,naive",
-                   help=f"comma-separated subset of {','.join(STRATEGY_NAMES)} (default: haba,replay,herding,dm,naive)")
+    p.add_argument("--strategies", default="haba,replay,herding,distilled-plain,naive",
+                   help=f"comma-separated subset of {','.join(STRATEGY_NAMES)} "
+                        "(default: haba,replay,herding,distilled-plain,naive); distilled-plain is the HaBa memory's "
+                        "distillation without hallucinators, old name dm (deprecated)")
     p.add_argument("--mem-size", type=int, default=200,
                    help="memory in images (as Avalanche's Replay), i.e. mem_size×c×h×w float32 numbers for all (default: 200)")
     p.add_argument("--seeds", type=parse_seeds, default=[0], help="a count (3 = seeds 0,1,2), a list or a range (default: 1)")
     p.add_argument("--epochs", type=int, default=1, help="training epochs per experience (default: 1)")
     p.add_argument("--out", default=None, help="directory for results.json, the PNG plots and saved memories (default: none)")
-    p.add_argument("--protocol", choices=("avalanche", "dm"), default="avalanche",
-                   help="avalanche: the CL model's stream accuracy; dm: a fresh network trained on memory only "
-                        "at each stage, tested on the classes seen so far (default: avalanche)")
+    p.add_argument("--protocol", choices=(*PROTOCOLS, *DEPRECATED_PROTOCOLS), default="avalanche",
+                   help="avalanche: the CL model's stream accuracy; fresh-network (the DM paper's protocol; old name: "
+                        "dm, deprecated): a fresh network trained on memory only at each stage, tested on the classes "
+                        "seen so far (default: avalanche)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: auto)")
     p.add_argument("--lr", type=float, default=0.01, help="learning rate of the continual model (default: 0.01)")
     p.add_argument("--batch-size", type=int, default=64, help="training minibatch of stream data (default: 64)")
@@ -120,8 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-per-class", type=int, default=None, help="use at most this many training images per class")
     p.add_argument("--test-per-class", type=int, default=None, help="use at most this many test images per class")
     p.add_argument("--cache-dir", default=None, help="cache for decompressed/decoded data (default: $HABA_CACHE)")
-    p.add_argument("--protocol-epochs", type=int, default=300, help="epochs of the fresh network (--protocol dm; default: 300)")
-    p.add_argument("--save-memory", action="store_true", help="save each haba/dm memory under <out>/memories/")
+    p.add_argument("--protocol-epochs", type=int, default=300, help="epochs of the fresh network (--protocol fresh-network; default: 300)")
+    p.add_argument("--save-memory", action="store_true", help="save each distilled memory (haba, distilled-plain, idc) under <out>/memories/")
     p.add_argument("--verbose", action="store_true", help="Avalanche's interactive logger, memory-update lines and progress bars")
     p.add_argument("--quiet", action="store_true", help="print only the table")
     p.add_argument("--lwf-alpha", type=float, default=1.0, help="LwF distillation weight (default: 1.0)")

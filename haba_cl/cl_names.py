@@ -1,6 +1,23 @@
-"""The names of ``haba-cl``'s strategies, in one light module (no Avalanche import) for the parser and the runner."""
+"""The names of ``haba-cl``'s strategies and protocols, in one light module (no Avalanche import) for the parser
+and the runner."""
 
-STRATEGIES = ("haba", "replay", "herding", "dm", "idc", "naive", "er", "gdumb", "lwf", "ewc")
-MEMORY_STRATEGIES = ("haba", "replay", "herding", "dm", "idc", "er", "gdumb")
+import warnings
+
+STRATEGIES = ("haba", "replay", "herding", "distilled-plain", "idc", "naive", "er", "gdumb", "lwf", "ewc")
+MEMORY_STRATEGIES = ("haba", "replay", "herding", "distilled-plain", "idc", "er", "gdumb")
 #: the distilled-memory strategies: the HaBa plugin with another parameterization (None = the config's)
-DISTILLED = {"haba": None, "dm": "plain", "idc": "idc"}
+DISTILLED = {"haba": None, "distilled-plain": "plain", "idc": "idc"}
+#: avalanche: the continual model's stream accuracy; fresh-network: a network trained on the memory only
+PROTOCOLS = ("avalanche", "fresh-network")
+#: old names, still accepted with a warning ("dm" named an objective, a strategy and a protocol at once)
+DEPRECATED_STRATEGIES = {"dm": "distilled-plain"}
+DEPRECATED_PROTOCOLS = {"dm": "fresh-network"}
+
+
+def current_name(name: str, deprecated: dict[str, str], what: str) -> str:
+    """``name`` lower-cased, an old spelling replaced by its current one (with a ``FutureWarning``)."""
+    key = name.strip().lower()
+    if key in deprecated:
+        warnings.warn(f"haba-cl {what} {key!r} is deprecated; use {deprecated[key]!r}", FutureWarning, stacklevel=3)
+        return deprecated[key]
+    return key

@@ -7,7 +7,7 @@ experience it is evaluated on the whole test stream. Final average accuracy = Av
 (``Top1_Acc_Stream``) after the last experience; forgetting = Avalanche's ``StreamForgetting`` (mean over
 past experiences of best-ever minus final accuracy).
 
-``dm`` (the DM paper's protocol): the strategies run as above (so herding has features), but after each
+``fresh-network`` (the DM paper's protocol; old name ``dm``): the strategies run as above (so herding has features), but after each
 experience a *fresh* network is trained from scratch on the memory only (``train_on_synthetic``, online
 composition, DSA) and tested on the classes seen so far. Final accuracy = that network's accuracy after
 the last experience; forgetting is computed the same way from its per-experience accuracies. ``naive``
@@ -31,11 +31,11 @@ from haba_core.atomic import atomic_path
 from haba_core.evaluate import test_accuracy, train_on_synthetic
 from haba_core.runtime import resolve_device
 
+from .cl_names import DEPRECATED_PROTOCOLS, PROTOCOLS, current_name
 from .cl_baselines import (MEMORY_STRATEGIES, build_strategy, check_memory_budget, check_strategies)
 from .cl_benchmarks import (BENCHMARKS, SplitData, check_benchmark, class_order_for, experiences_of,
                             load_split_data, make_stream)
 
-PROTOCOLS = ("avalanche", "dm")
 ACC_KEY = "Top1_Acc_Stream/eval_phase/test_stream/Task000"
 FORGET_KEY = "StreamForgetting/eval_phase/test_stream"
 
@@ -48,7 +48,7 @@ class RunConfig:
     n_experiences: Optional[int] = None
     data_root: Optional[str] = None
     source: Optional[str] = None
-    strategies: list[str] = field(default_factory=lambda: ["haba", "replay", "herding", "dm", "naive"])
+    strategies: list[str] = field(default_factory=lambda: ["haba", "replay", "herding", "distilled-plain", "naive"])
     mem_size: int = 200
     seeds: list[int] = field(default_factory=lambda: [0])
     epochs: int = 1
@@ -85,6 +85,7 @@ class RunConfig:
     def validate(self) -> "RunConfig":
         self.benchmark = check_benchmark(self.benchmark)
         self.strategies = check_strategies(self.strategies)
+        self.protocol = current_name(self.protocol, DEPRECATED_PROTOCOLS, "protocol")
         if self.protocol not in PROTOCOLS:
             raise ConfigError(f"unknown protocol {self.protocol!r}; known: {', '.join(PROTOCOLS)}")
         if self.mem_size < 1:
@@ -208,12 +209,12 @@ def run_one(config: RunConfig, data: SplitData, name: str, seed: int, device: to
         exp_matrix.append([float(metrics.get(f"Top1_Acc_Exp/eval_phase/test_stream/Task000/Exp{j:03d}", float("nan")))
                            for j in range(len(experiences))])
         memory_bytes.append(built.memory_bytes())
-        if config.protocol == "dm":
+        if config.protocol == "fresh-network":
             st = _protocol_stage(config, built, data, experiences, i, seed, device)
             protocol_stages.append(st)
         log(f"  {name:8s} seed {seed} experience {i + 1}/{len(experiences)}: stream accuracy {100 * stages[-1]:.2f}%"
             + (f", fresh-network accuracy {100 * protocol_stages[-1]['accuracy']:.2f}%"
-               if config.protocol == "dm" and protocol_stages[-1] else ""))
+               if config.protocol == "fresh-network" and protocol_stages[-1] else ""))
     seconds = time.perf_counter() - t0
     record: dict[str, Any] = {
         "strategy": name, "seed": seed, "class_order": order, "experiences": experiences, "seconds": seconds,
@@ -226,7 +227,7 @@ def run_one(config: RunConfig, data: SplitData, name: str, seed: int, device: to
         record["distill_seconds"] = sum(h["distill_seconds"] for h in built.plugin.history)
         record["distill_iterations"] = [h["distill_iterations"] for h in built.plugin.history]
         record["memory_history"] = built.plugin.history
-    if config.protocol == "dm":
+    if config.protocol == "fresh-network":
         if protocol_stages and protocol_stages[-1] is not None:
             matrix = [s["per_experience"] + [float("nan")] * (len(experiences) - len(s["per_experience"]))
                       for s in protocol_stages]
@@ -292,7 +293,7 @@ def run(config: RunConfig, log: Callable[[str], None] = print) -> dict[str, Any]
     result = {"config": cfg, "data": data.describe(), "device": str(device), "summary": summary, "runs": records,
               "total_seconds": time.perf_counter() - t0,
               "metric": ("fresh network trained on memory only, tested on seen classes (DM protocol)"
-                         if config.protocol == "dm" else "Avalanche Top1_Acc_Stream and StreamForgetting after the "
+                         if config.protocol == "fresh-network" else "Avalanche Top1_Acc_Stream and StreamForgetting after the "
                                                          "last experience")}
     if config.out:
         out = Path(config.out)
