@@ -178,8 +178,9 @@ def _protocol_stage(config: RunConfig, built, data: SplitData, experiences: list
 
 
 def run_one(config: RunConfig, data: SplitData, name: str, seed: int, device: torch.device,
-            log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train strategy ``name`` through the stream of ``seed``; returns its record."""
+            log: Callable[[str], None] = print, distill_config: DistillConfig | None = None) -> dict[str, Any]:
+    """Train strategy ``name`` through the stream of ``seed``; returns its record. ``distill_config``: the
+    resolved per-experience distillation (default ``config.distill_config(device)``; strategies copy it)."""
     from avalanche.training.determinism.rng_manager import RNGManager
 
     order = class_order_for(data, seed)
@@ -192,7 +193,8 @@ def run_one(config: RunConfig, data: SplitData, name: str, seed: int, device: to
                            mem_size=config.mem_size, batch_size_mem=config.batch_size_mem,
                            train_mb_size=config.batch_size, train_epochs=config.epochs,
                            eval_mb_size=config.eval_batch_size, device=device, evaluator=_evaluator(config.verbose),
-                           distill_config=config.distill_config(device), hallucinator_share=config.hallucinator_share,
+                           distill_config=distill_config or config.distill_config(device),
+                           hallucinator_share=config.hallucinator_share,
                            input_normalization=(data.mean, data.std), seed=seed, verbose=config.verbose,
                            compute_budget=config.compute_budget(), progress=config.progress or None,
                            lwf_alpha=config.lwf_alpha,
@@ -277,8 +279,9 @@ def run(config: RunConfig, log: Callable[[str], None] = print) -> dict[str, Any]
     # validate the split, the distillation config and the memory budget before any training
     experiences = experiences_of(data, config.n_experiences, class_order_for(data, config.seeds[0]))
     counts = {c: int((data.train_y == c).sum()) for c in data.present}
+    distill_config = config.distill_config(device)  # resolved once; every user copies before changing it
     check_memory_budget(config.strategies, config.mem_size, data.image_shape, experiences,
-                        config.distill_config(device), config.hallucinator_share, counts)
+                        distill_config, config.hallucinator_share, counts)
     log(f"haba-cl: {config.benchmark} ({data.dataset}), {len(data.present)} classes in {config.n_experiences} "
         f"experiences, memory {config.mem_size} images = {config.mem_size * _numel(data) * 4:,} bytes, "
         f"device {device}, protocol {config.protocol}")
@@ -286,10 +289,10 @@ def run(config: RunConfig, log: Callable[[str], None] = print) -> dict[str, Any]
     t0 = time.perf_counter()
     for seed in config.seeds:
         for name in config.strategies:
-            records.append(run_one(config, data, name, seed, device, log))
+            records.append(run_one(config, data, name, seed, device, log, distill_config))
     summary = summarize(records, config.strategies)
     cfg = asdict(config)
-    cfg["distill_config"] = config.distill_config(device).to_dict()  # the resolved per-experience distillation
+    cfg["distill_config"] = distill_config.to_dict()  # the resolved per-experience distillation
     result = {"config": cfg, "data": data.describe(), "device": str(device), "summary": summary, "runs": records,
               "total_seconds": time.perf_counter() - t0,
               "metric": ("fresh network trained on memory only, tested on seen classes (DM protocol)"
