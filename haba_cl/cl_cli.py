@@ -26,7 +26,7 @@ from .cli_parser import DeprecatedAlias, OneLineParser
 from .report import continual_table
 from .cl_benchmarks import BENCHMARKS
 
-from .cl_names import DEPRECATED_PROTOCOLS, DEPRECATED_STRATEGIES, PROTOCOLS, current_name
+from .cl_names import DEPRECATED_PROTOCOLS, DEPRECATED_STRATEGIES, PROTOCOLS
 from .cl_names import STRATEGIES as STRATEGY_NAMES
 
 
@@ -58,7 +58,8 @@ def check_names(benchmark: str, strategies: str) -> None:
     from .cl_benchmarks import check_benchmark
 
     check_benchmark(benchmark)
-    names = [current_name(s, DEPRECATED_STRATEGIES, "strategy") for s in strategies.split(",") if s.strip()]
+    names = [s.strip().lower() for s in strategies.split(",") if s.strip()]
+    names = [DEPRECATED_STRATEGIES.get(s, s) for s in names]  # the runner warns about old names
     if not names:
         raise UnknownNameError(f"no strategy given; known: {','.join(STRATEGY_NAMES)}")
     for s in names:
@@ -141,8 +142,9 @@ def config_from_args(args: argparse.Namespace):
     from haba_core import ConfigError, DistillConfig
     from haba_core.config_layers import check_table, merge_layers, parse_set
 
-    from .cl_runner import RunConfig
     from haba_core.distillation.recipes import default_recipe_for
+
+    from .cl_runner import RunConfig
 
     from_file: dict[str, Any] = {}
     if args.distill_config:

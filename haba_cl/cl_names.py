@@ -1,7 +1,7 @@
 """The names of ``haba-cl``'s strategies and protocols, in one light module (no Avalanche import) for the parser
 and the runner."""
 
-import warnings
+import sys
 
 STRATEGIES = ("haba", "replay", "herding", "distilled-plain", "idc", "naive", "er", "gdumb", "lwf", "ewc")
 MEMORY_STRATEGIES = ("haba", "replay", "herding", "distilled-plain", "idc", "er", "gdumb")
@@ -15,9 +15,9 @@ DEPRECATED_PROTOCOLS = {"dm": "fresh-network"}
 
 
 def current_name(name: str, deprecated: dict[str, str], what: str) -> str:
-    """``name`` lower-cased, an old spelling replaced by its current one (with a ``FutureWarning``)."""
+    """``name`` lower-cased, an old spelling replaced by its current one (with a warning line on stderr)."""
     key = name.strip().lower()
     if key in deprecated:
-        warnings.warn(f"haba-cl {what} {key!r} is deprecated; use {deprecated[key]!r}", FutureWarning, stacklevel=3)
+        print(f"haba-cl: warning: {what} {key!r} is deprecated; use {deprecated[key]!r}", file=sys.stderr, flush=True)
         return deprecated[key]
     return key

@@ -6,7 +6,6 @@ import json
 import pickle
 
 import numpy as np
-import pytest
 
 from haba_cl.cl_cli import main, parse_seeds
 
@@ -188,11 +187,14 @@ def test_memory_updates_show_a_progress_bar_unless_quiet(tmp_path, capsys):
     assert "memory update" not in capsys.readouterr().err
 
 
-def test_old_dm_strategy_and_protocol_names_still_work_with_a_warning():
+def test_old_dm_strategy_and_protocol_names_still_work_with_a_warning(capsys):
     from haba_cl.cl_cli import build_parser, config_from_args
 
-    args = build_parser().parse_args(["--benchmark", "split-digits", "--strategies", "haba,dm", "--protocol", "dm"])
-    config = config_from_args(args)
-    with pytest.warns(FutureWarning, match="'dm' is deprecated"):
-        config.validate()
+    args = build_parser().parse_args(["--benchmark", "split-digits", "--strategies", "haba,dm", "--protocol", "dm",
+                                      "--distill-width", "8"])
+    config = config_from_args(args).validate()
     assert config.strategies == ["haba", "distilled-plain"] and config.protocol == "fresh-network"
+    assert config.distill["net_width"] == 8
+    err = capsys.readouterr().err
+    assert "strategy 'dm' is deprecated; use 'distilled-plain'" in err
+    assert "protocol 'dm' is deprecated; use 'fresh-network'" in err and "--distill-width is deprecated" in err
