@@ -17,7 +17,7 @@ import argparse
 import time
 from dataclasses import replace
 
-from haba_cl.options import resolve
+from haba_cl.distill_settings import resolve
 from haba_cl.presets import describe_preset, list_presets
 from haba_core import distill, evaluate
 

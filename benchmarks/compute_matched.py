@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from haba_core import EvalConfig, FactorizedDataset, evaluate, select_coreset
+from haba_core.objectives import objective_names
 
 from .harness import (REPO_ROOT, add_common_args, command_line, configure_threads, machine_info, machine_line,
                       markdown_path, markdown_table,
@@ -123,7 +124,7 @@ def main(argv=None) -> None:
     add_common_args(p)
     p.add_argument("--dataset", default="mnist", choices=["digits", "mnist", "cifar10"])
     p.add_argument("--ipc", type=int, default=2)
-    p.add_argument("--objective", default="dm", choices=["dm", "dc", "dsa", "mtt"])
+    p.add_argument("--objective", default="dm", choices=list(objective_names()))
     p.add_argument("--buffer", type=Path, default=None, help="expert buffer for --objective mtt (haba-buffer)")
     p.add_argument("--mtt-syn-steps", type=int, default=20)
     p.add_argument("--mtt-expert-epochs", type=int, default=2)

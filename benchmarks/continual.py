@@ -22,7 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from haba_cl.cl_runner import RunConfig, format_table, run
+from haba_cl.cl_runner import RunConfig, run
+from haba_cl.report import continual_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,11 +46,11 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="small subsets, 1 seed, 10 images/class (≤ 2 min on CPU)")
     p.add_argument("--device", default="auto")
     p.add_argument("--benchmarks", default="split-mnist,split-cifar10")
-    p.add_argument("--strategies", default="haba,idc,replay,herding,dm,naive")
+    p.add_argument("--strategies", default="haba,idc,replay,herding,distilled-plain,naive")
     p.add_argument("--seeds", default=None, help="comma-separated seeds (default: 0 quick, 0,1,2 full)")
     p.add_argument("--ipc", default=None, help="memory in images per class, comma-separated (default 10,20)")
     p.add_argument("--epochs", type=int, default=None)
-    p.add_argument("--protocol", choices=("avalanche", "dm"), default="avalanche")
+    p.add_argument("--protocol", choices=("avalanche", "fresh-network", "dm"), default="avalanche")
     p.add_argument("--distill-iterations", type=int, default=None)
     p.add_argument("--mnist-root", default=SETTINGS["split-mnist"]["data_root"])
     p.add_argument("--cifar10", default=SETTINGS["split-cifar10"]["source"],
@@ -97,7 +98,7 @@ def main(argv=None) -> int:
             res = run(cfg, log=lambda m: print(m, flush=True))
             title = (f"**{bench}**, 5 experiences, memory {ipc} images/class ({cfg.mem_size} images), "
                      f"{len(s['seeds'])} seed(s), {s['epochs']} epoch(s), protocol {args.protocol}, {res['device']}")
-            table = format_table(res["summary"], title + "\n")
+            table = continual_table(res["summary"], title + "\n")
             print("\n" + table + "\n", flush=True)
             tables.append(table)
             results["runs"].append({"benchmark": bench, "ipc": ipc, "mem_size": cfg.mem_size,

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import platform
 import sys
 import time
@@ -36,6 +35,7 @@ import torch
 
 from haba_core import (DistillConfig, EvalConfig, ExpertConfig, Preprocessor, distill,
                        evaluate, load_dataset, recipe_config, select_coreset, train_experts)
+from haba_core.atomic import atomic_path
 from haba_core.distillation import network_factory
 
 from .variants import FROZEN
@@ -91,9 +91,8 @@ class Protocol:
         self.meta["elapsed_s"] = round(time.perf_counter() - self.t0, 1)
         for name, text in (("gpu_protocol.json", json.dumps({"meta": self.meta, "rows": self.rows}, indent=1)),
                            ("gpu_protocol.md", render(self.rows, self.meta))):
-            tmp = out / f".{name}.tmp"
-            tmp.write_text(text)
-            os.replace(tmp, out / name)
+            with atomic_path(out / name) as tmp:
+                tmp.write_text(text)
 
     def evaluate_row(self, key: tuple, data, test, arch: str, runs: int, extra: dict) -> None:
         objective, ipc, method, seed = key

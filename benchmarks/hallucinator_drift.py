@@ -13,10 +13,12 @@ study that found SGD at η_H = η_B blowing the composed images up under DC (mov
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 
-from haba_core import EvalConfig, distill, evaluate
+from haba_core import ConfigError, DistillConfig, EvalConfig, distill, evaluate
+from haba_core.config_layers import check_table, merge_layers
 
 from .datasets import load_pair
 from .harness import (add_common_args, command_line, configure_threads, machine_info, machine_line,
@@ -25,16 +27,20 @@ from .harness import (add_common_args, command_line, configure_threads, machine_
 from .variants import variant_config
 
 
-def apply_overrides(cfg, overrides: dict) -> None:
-    """``--set`` keys: DistillConfig fields, ``h.FIELD`` for HallucinatorConfig fields (``true``/``false`` → bool)."""
-    for key, value in overrides.items():
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            value = value.lower() == "true"
-        target = cfg.hallucinator if key.startswith("h.") else cfg
-        name = key.removeprefix("h.")
-        if not hasattr(target, name):
-            raise SystemExit(f"--set: unknown field {key!r}")
-        setattr(target, name, value)
+def apply_overrides(cfg: DistillConfig, overrides: dict) -> DistillConfig:
+    """``cfg`` with the ``--set`` items layered on top (dotted keys: ``hallucinator.depth=2``; the old ``h.depth=2``
+    still works, with a warning)."""
+    if not overrides:
+        return cfg
+    overrides = dict(overrides)
+    if "h" in overrides:
+        print("hallucinator_drift: warning: --set h.FIELD is deprecated; use hallucinator.FIELD", file=sys.stderr)
+        overrides = merge_layers({"hallucinator": overrides.pop("h")}, overrides)
+    try:
+        layer = check_table(overrides, DistillConfig, "--set")
+        return DistillConfig.from_dict(merge_layers(cfg.to_dict(), layer))
+    except ConfigError as exc:
+        raise SystemExit(f"hallucinator_drift: error: {exc}") from None
 
 
 def shift_norms(result, count: int = 50) -> tuple[float, list[float]]:
@@ -58,7 +64,8 @@ def main(argv=None) -> None:
     p.add_argument("--iterations", default="0,6,30", help="comma-separated iteration counts")
     p.add_argument("--variants", default="idc-haba-pca-nocos-s2,modest")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a DistillConfig field (h.FIELD: hallucinator field) for every variant")
+                   help="set a DistillConfig key for every variant, e.g. hallucinator.depth=2 (the --set syntax of every "
+                        "entry point, docs/cli.md)")
     p.add_argument("--train-limit", type=int, default=10000, help="seeded subset of the training set")
     p.add_argument("--test-limit", type=int, default=2000)
     p.add_argument("--eval-epochs", type=int, default=150)
@@ -80,7 +87,7 @@ def main(argv=None) -> None:
             cfg = variant_config(name, objective=args.objective, ipc=args.ipc, iterations=its,
                                  net_width=args.net_width, seed=seed, device=args.device)
             cfg.dc.batch_real = cfg.dm.batch_real = args.batch_real
-            apply_overrides(cfg, overrides)
+            cfg = apply_overrides(cfg, overrides)
             result = distill(train, cfg)
             basis_norm, shifts = shift_norms(result)
             acc = evaluate(result, test, EvalConfig(runs=1, epochs=args.eval_epochs, net_width=args.net_width,

@@ -43,13 +43,16 @@ import shlex
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
+
+from haba_core import ConfigError, runtime
+from haba_core.config_layers import parse_set
+from haba_core.atomic import atomic_path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO_ROOT / "benchmarks" / "results"
@@ -102,21 +105,13 @@ def configure_threads(args: argparse.Namespace) -> int:
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["iterations=200", "net-width=64"]`` → ``{"iterations": 200, "net-width": 64}`` (int, float or str)."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
-        value: Any = raw
-        for cast in (int, float):
-            try:
-                value = cast(raw)
-                break
-            except ValueError:
-                continue
-        out[key.strip()] = value
-    return out
+    """``--set`` items the way every entry point reads them (:func:`haba_core.config_layers.parse_set`, keys as
+    written): ``["iterations=200", "net-width=64"]`` → ``{"iterations": 200, "net-width": 64}``; a malformed item
+    ends the study with one line."""
+    try:
+        return parse_set(items)
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def seed_list(args: argparse.Namespace) -> list[int]:
@@ -127,12 +122,11 @@ def seed_list(args: argparse.Namespace) -> list[int]:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto|cpu|cuda`` → torch device (``auto`` picks CUDA when available)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise SystemExit(f"--device {name} requested but CUDA is not available")
-    return torch.device(name)
+    """:func:`haba_core.runtime.resolve_device`, with a bad ``--device`` ending the study with one line."""
+    try:
+        return runtime.resolve_device(name)
+    except ConfigError as exc:
+        raise SystemExit(f"--device: {exc}") from None
 
 
 def markdown_path(args: argparse.Namespace) -> Path | None:
@@ -435,15 +429,8 @@ def _json_default(obj: Any) -> Any:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def write_results(name: str, rows: list[dict], meta: dict, out_dir: str | Path) -> Path:

@@ -39,7 +39,7 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import Strategy
 
 from haba_core import (EvalConfig, FactorizedCollection, FactorizedDataset, ImageDataset, train_on_synthetic,
-                       write_safetensors)
+                       write_json, write_safetensors)
 
 from .accounting import DOWN, EVALUATE, TRAIN, UP, CommLedger, array_record_bytes, content_array_bytes
 from .defence import build_check, outliers, sanity_score, split_check
@@ -317,10 +317,7 @@ def save_artifacts(cfg: Mapping[str, Any], result: Any, strategy: Any, test: Ima
 def write_results(path: str | os.PathLike, results: Mapping[str, Any]) -> Path:
     """Write ``results`` as JSON atomically (temporary file, then rename)."""
     path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    write_json(path, results)
     return path
 
 

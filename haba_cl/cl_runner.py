@@ -7,7 +7,7 @@ experience it is evaluated on the whole test stream. Final average accuracy = Av
 (``Top1_Acc_Stream``) after the last experience; forgetting = Avalanche's ``StreamForgetting`` (mean over
 past experiences of best-ever minus final accuracy).
 
-``dm`` (the DM paper's protocol): the strategies run as above (so herding has features), but after each
+``fresh-network`` (the DM paper's protocol; old name ``dm``): the strategies run as above (so herding has features), but after each
 experience a *fresh* network is trained from scratch on the memory only (``train_on_synthetic``, online
 composition, DSA) and tested on the classes seen so far. Final accuracy = that network's accuracy after
 the last experience; forgetting is computed the same way from its per-experience accuracies. ``naive``
@@ -16,7 +16,6 @@ has no memory and reports nothing under this protocol.
 
 from __future__ import annotations
 
-import copy
 import json
 import statistics
 import time
@@ -36,7 +35,7 @@ from strategies.split_benchmarks import (BENCHMARKS, SplitData, check_benchmark,
                                          load_split_data, make_stream)
 from strategies.stream_evaluation import ACC_KEY, FORGET_KEY, experience_accuracy_key, stream_evaluator
 
-PROTOCOLS = ("avalanche", "dm")
+from .cl_names import DEPRECATED_PROTOCOLS, PROTOCOLS, current_name, current_strategies
 
 
 @dataclass
@@ -47,7 +46,7 @@ class RunConfig:
     n_experiences: Optional[int] = None
     data_root: Optional[str] = None
     source: Optional[str] = None
-    strategies: list[str] = field(default_factory=lambda: ["haba", "replay", "herding", "dm", "naive"])
+    strategies: list[str] = field(default_factory=lambda: ["haba", "replay", "herding", "distilled-plain", "naive"])
     mem_size: int = 200
     seeds: list[int] = field(default_factory=lambda: [0])
     epochs: int = 1
@@ -83,7 +82,8 @@ class RunConfig:
 
     def validate(self) -> "RunConfig":
         self.benchmark = check_benchmark(self.benchmark)
-        self.strategies = check_strategies(self.strategies)
+        self.strategies = check_strategies(current_strategies(self.strategies))
+        self.protocol = current_name(self.protocol, DEPRECATED_PROTOCOLS, "protocol")
         if self.protocol not in PROTOCOLS:
             raise ConfigError(f"unknown protocol {self.protocol!r}; known: {', '.join(PROTOCOLS)}")
         if self.mem_size < 1:
@@ -109,7 +109,7 @@ class RunConfig:
     def distill_config(self, device: torch.device) -> DistillConfig:
         from strategies import default_cl_config
 
-        cfg = default_cl_config(self.recipe, **copy.deepcopy(self.distill))
+        cfg = default_cl_config(self.recipe, **self.distill)  # copies what it layers
         cfg.device = str(device)
         return cfg
 
@@ -164,8 +164,9 @@ def _protocol_stage(config: RunConfig, built, data: SplitData, experiences: list
 
 
 def run_one(config: RunConfig, data: SplitData, name: str, seed: int, device: torch.device,
-            log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train strategy ``name`` through the stream of ``seed``; returns its record."""
+            log: Callable[[str], None] = print, distill_config: DistillConfig | None = None) -> dict[str, Any]:
+    """Train strategy ``name`` through the stream of ``seed``; returns its record. ``distill_config``: the
+    resolved per-experience distillation (default ``config.distill_config(device)``; strategies copy it)."""
     from avalanche.training.determinism.rng_manager import RNGManager
 
     order = class_order_for(data, seed)
@@ -178,7 +179,8 @@ def run_one(config: RunConfig, data: SplitData, name: str, seed: int, device: to
                            mem_size=config.mem_size, batch_size_mem=config.batch_size_mem,
                            train_mb_size=config.batch_size, train_epochs=config.epochs,
                            eval_mb_size=config.eval_batch_size, device=device, evaluator=stream_evaluator(config.verbose),
-                           distill_config=config.distill_config(device), hallucinator_share=config.hallucinator_share,
+                           distill_config=distill_config or config.distill_config(device),
+                           hallucinator_share=config.hallucinator_share,
                            input_normalization=(data.mean, data.std), seed=seed, verbose=config.verbose,
                            compute_budget=config.compute_budget(), progress=config.progress or None,
                            lwf_alpha=config.lwf_alpha,
@@ -195,12 +197,12 @@ def run_one(config: RunConfig, data: SplitData, name: str, seed: int, device: to
         exp_matrix.append([float(metrics.get(experience_accuracy_key(j), float("nan")))
                            for j in range(len(experiences))])
         memory_bytes.append(built.memory_bytes())
-        if config.protocol == "dm":
+        if config.protocol == "fresh-network":
             st = _protocol_stage(config, built, data, experiences, i, seed, device)
             protocol_stages.append(st)
         log(f"  {name:8s} seed {seed} experience {i + 1}/{len(experiences)}: stream accuracy {100 * stages[-1]:.2f}%"
             + (f", fresh-network accuracy {100 * protocol_stages[-1]['accuracy']:.2f}%"
-               if config.protocol == "dm" and protocol_stages[-1] else ""))
+               if config.protocol == "fresh-network" and protocol_stages[-1] else ""))
     seconds = time.perf_counter() - t0
     record: dict[str, Any] = {
         "strategy": name, "seed": seed, "class_order": order, "experiences": experiences, "seconds": seconds,
@@ -213,7 +215,7 @@ def run_one(config: RunConfig, data: SplitData, name: str, seed: int, device: to
         record["distill_seconds"] = sum(h["distill_seconds"] for h in built.plugin.history)
         record["distill_iterations"] = [h["distill_iterations"] for h in built.plugin.history]
         record["memory_history"] = built.plugin.history
-    if config.protocol == "dm":
+    if config.protocol == "fresh-network":
         if protocol_stages and protocol_stages[-1] is not None:
             matrix = [s["per_experience"] + [float("nan")] * (len(experiences) - len(s["per_experience"]))
                       for s in protocol_stages]
@@ -253,26 +255,6 @@ def summarize(records: list[dict[str, Any]], strategies: list[str]) -> dict[str,
     return out
 
 
-def format_table(summary: dict[str, dict[str, Any]], title: str = "") -> str:
-    """A markdown table: final average accuracy and forgetting (percent, mean ± std over seeds — just the value
-    for one seed), time."""
-
-    def pm(m, s, runs):
-        if m is None:
-            return "n/a"
-        return f"{m:.2f}" if runs < 2 else f"{m:.2f} ± {s:.2f}"
-
-    lines = [title] if title else []
-    lines += ["| strategy | final avg. accuracy (%) | forgetting (%) | memory bytes | time / run (s) |",
-              "|---|---|---|---|---|"]
-    for s, v in summary.items():
-        mem = "-" if v["memory_bytes"] is None else f"{v['memory_bytes']:,}"
-        runs = v["runs"]
-        lines.append(f"| {s} | {pm(v['final_accuracy_mean'], v['final_accuracy_std'], runs)} | "
-                     f"{pm(v['forgetting_mean'], v['forgetting_std'], runs)} | {mem} | {v['seconds_mean']:.1f} |")
-    return "\n".join(lines)
-
-
 def run(config: RunConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every strategy for every seed; write ``<out>/results.json``; return the results."""
     config.validate()
@@ -283,8 +265,9 @@ def run(config: RunConfig, log: Callable[[str], None] = print) -> dict[str, Any]
     # validate the split, the distillation config and the memory budget before any training
     experiences = experiences_of(data, config.n_experiences, class_order_for(data, config.seeds[0]))
     counts = {c: int((data.train_y == c).sum()) for c in data.present}
+    distill_config = config.distill_config(device)  # resolved once; every user copies before changing it
     check_memory_budget(config.strategies, config.mem_size, data.image_shape, experiences,
-                        config.distill_config(device), config.hallucinator_share, counts)
+                        distill_config, config.hallucinator_share, counts)
     log(f"haba-cl: {config.benchmark} ({data.dataset}), {len(data.present)} classes in {config.n_experiences} "
         f"experiences, memory {config.mem_size} images = {config.mem_size * _numel(data) * 4:,} bytes, "
         f"device {device}, protocol {config.protocol}")
@@ -292,14 +275,14 @@ def run(config: RunConfig, log: Callable[[str], None] = print) -> dict[str, Any]
     t0 = time.perf_counter()
     for seed in config.seeds:
         for name in config.strategies:
-            records.append(run_one(config, data, name, seed, device, log))
+            records.append(run_one(config, data, name, seed, device, log, distill_config))
     summary = summarize(records, config.strategies)
     cfg = asdict(config)
-    cfg["distill_config"] = config.distill_config(device).to_dict()  # the resolved per-experience distillation
+    cfg["distill_config"] = distill_config.to_dict()  # the resolved per-experience distillation
     result = {"config": cfg, "data": data.describe(), "device": str(device), "summary": summary, "runs": records,
               "total_seconds": time.perf_counter() - t0,
               "metric": ("fresh network trained on memory only, tested on seen classes (DM protocol)"
-                         if config.protocol == "dm" else "Avalanche Top1_Acc_Stream and StreamForgetting after the "
+                         if config.protocol == "fresh-network" else "Avalanche Top1_Acc_Stream and StreamForgetting after the "
                                                          "last experience")}
     if config.out:
         out = Path(config.out)
@@ -314,4 +297,4 @@ def run(config: RunConfig, log: Callable[[str], None] = print) -> dict[str, Any]
     return result
 
 
-__all__ = ["RunConfig", "run", "run_one", "summarize", "format_table", "PROTOCOLS", "MEMORY_STRATEGIES"]
+__all__ = ["RunConfig", "run", "run_one", "summarize", "PROTOCOLS", "MEMORY_STRATEGIES"]

@@ -16,3 +16,18 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # type: ignore[override]
         print(f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_ERROR)
+
+
+class DeprecatedAlias(argparse.Action):
+    """Store the option's value; given under one of its ``deprecated`` spellings, also print
+    ``<prog>: warning: <old> is deprecated; use <new>`` on stderr."""
+
+    def __init__(self, option_strings, dest, deprecated: tuple[str, ...] = (), **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.deprecated = tuple(deprecated)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string in self.deprecated:
+            print(f"{parser.prog}: warning: {option_string} is deprecated; use {self.option_strings[0]}",
+                  file=sys.stderr, flush=True)
+        setattr(namespace, self.dest, values)

@@ -21,14 +21,16 @@ from haba_core import (KNOWN_NETWORKS, RECIPES, ConfigError, DistillConfig, Dist
                        FactorizedDataset, ImageDataset, NonFiniteLossError, Preprocessor, UnknownNameError,
                        __version__, distill, evaluate, load_dataset, plan_budget)
 from haba_core.atomic import write_json
+from haba_core.config_layers import SET_SYNTAX
 from haba_core.loss_terms import active_loss_terms
+from haba_core.objectives import objective_names, objective_spec
 from haba_core.runtime import resolve_device
 
 from . import images, report
 from .cli_parser import OneLineParser
 from .cli_errors import EXIT_INTERRUPTED, UsageError, handle_errors
 from .interrupt import StopFlag, sigint_handler
-from .options import QUICK_PROFILE, RunSettings, resolve
+from .distill_settings import QUICK_PROFILE, RunSettings, resolve
 from .outdir import RunDirectory, default_out_dir, has_checkpoint
 from .preflight import check_budget
 from .presets import describe_preset, list_presets
@@ -83,10 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TOML file or preset name (see --list-presets) (default: none)")
     g.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="set any configuration key, e.g. --set mtt.syn_steps=30 --set hallucinator.depth=2; "
-                        "repeatable (default: none)")
+                        f"{SET_SYNTAX} (default: none)")
     g.add_argument("--list-presets", action="store_true", help="list the shipped presets and exit")
     g = p.add_argument_group("distillation")
-    g.add_argument("--method", choices=["dc", "dsa", "dm", "mtt"],
+    g.add_argument("--method", choices=list(objective_names()),
                    help=f"distillation objective {_default(_D.objective)}")
     g.add_argument("--param", choices=["haba", "plain", "idc", "idc-haba"],
                    help="parameterization of the synthetic set (default: the recipe's: idc-haba for modest, haba for "
@@ -102,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--iterations", type=int,
                    help=f"distillation iterations {_by_dataset(q['iterations'], _D.iterations)}")
     g.add_argument("--lr-bases", type=float,
-                   help="learning rate of the bases (default: per objective: dc/dsa 0.1, dm 1, mtt 100)")
+                   help="learning rate of the bases (default: per objective: "
+                        + ", ".join(f"{n} {objective_spec(n).lr_bases:g}" for n in objective_names()) + ")")
     g.add_argument("--lr-hallucinators", type=float, help="learning rate of the hallucinators "
                    + _by_dataset(q["lr_hallucinators"], "modest: 1e-4 (Adam); paper: the bases learning rate"))
     g.add_argument("--zca", action=argparse.BooleanOptionalAction,
@@ -209,7 +212,7 @@ def _setup(result: FactorizedDataset) -> str:
 
 def _check_buffer(cfg: DistillConfig, train: ImageDataset) -> None:
     """Refuse an expert buffer made for another dataset or preprocessing (before any work is done)."""
-    if cfg.objective != "mtt":
+    if not objective_spec(cfg.objective).needs_trajectories:
         return
     if not cfg.mtt.buffer:
         raise ConfigError("trajectory matching needs an expert buffer: pass --buffer DIR "
@@ -337,7 +340,7 @@ def run(args: argparse.Namespace, argv: list[str], flag: StopFlag, holder: dict[
                        bpc=cfg.bpc, hallucinators=cfg.hallucinators, hallucinator=cfg.hallucinator,
                        basis_channels=cfg.basis_channels, downsample=cfg.downsample,
                        per_class_hallucinators=cfg.per_class_hallucinators, rule=cfg.budget_rule,
-                       extra=1 if cfg.objective == "mtt" else 0)
+                       extra=objective_spec(cfg.objective).stored_numbers)
     check_budget(cfg, plan.bpc, plan.basis_shape, train)
     compare = settings.compare and cfg.parameterization in BASELINE_PARAM
 

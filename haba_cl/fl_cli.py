@@ -13,7 +13,6 @@ stderr and exits with status 2; a run that produced no model exits with 1.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -21,22 +20,18 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from haba_core import RECIPES
+from haba_core.config_layers import SET_SYNTAX, parse_set
 
+from .cli_errors import EXIT_INTERRUPTED, UsageError, handle_errors
 from .cli_parser import OneLineParser
+from .report import federated_table
 
 PROG = "haba-fl"
 
 
-_Parser = OneLineParser  # one line + a hint to --help, exit 2 (shared by every command)
-
-
-class UsageError(Exception):
-    """Invalid user input: one line on stderr, exit status 2."""
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Federated HaBa (clients upload factorized distilled data) vs FedAvg, "
-                                       "in a local Flower simulation.")
+    p = OneLineParser(prog=PROG, description="Federated HaBa (clients upload factorized distilled data) vs FedAvg, "
+                                             "in a local Flower simulation.")
     p.add_argument("--dataset", default="digits", help="digits (embedded), mnist, fashion-mnist, cifar10, cifar100, "
                                                        "svhn or imagefolder:<dir|.tar.gz> (default digits)")
     p.add_argument("--data-root", default="", help="where the dataset's files are (not needed for digits)")
@@ -75,15 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--fraction-evaluate", type=float, default=1.0,
                    help="fraction of clients reporting local accuracy each round (default 1.0; 0 disables)")
     g.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other run-config key (see docs/federated.md), repeatable")
+                   help="any other Flower run-config key (docs/federated.md), e.g. --set train-limit=1000; "
+                        f"{SET_SYNTAX}")
     return p
-
-
-def _parse_value(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
 
 
 def run_config_overrides(args: argparse.Namespace, mode: str) -> dict[str, Any]:
@@ -99,11 +88,7 @@ def run_config_overrides(args: argparse.Namespace, mode: str) -> dict[str, Any]:
         "net-width": args.net_width, "net-depth": args.net_depth, "seed": args.seed, "device": args.device,
         "results-path": str(Path(args.out) / f"{mode}.json"), "wait-for-clients-s": 10.0,
     }
-    for item in args.set:
-        if "=" not in item:
-            raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
-        key, value = item.split("=", 1)
-        ov[key.strip()] = _parse_value(value.strip())
+    ov.update(parse_set(args.set))  # Flower run-config keys as written (train-limit=10000)
     return ov
 
 
@@ -172,23 +157,10 @@ def table_rows(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def format_table(rows: list[dict[str, Any]]) -> str:
-    head = f"{'method':<16} {'rounds':>6} {'accuracy %':>10} {'bytes up':>12} {'bytes down':>12} {'total bytes':>12}"
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        acc = "-" if r["accuracy"] is None else f"{100 * r['accuracy']:.2f}"  # results hold fractions
-        lines.append(f"{r['method']:<16} {r['rounds']:>6} {acc:>10} {r['bytes_up']:>12,} {r['bytes_down']:>12,} "
-                     f"{r['total_bytes']:>12,}")
-    return "\n".join(lines)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
+    with handle_errors(PROG):
         configs = validate(args)
-    except UsageError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
     from federated.simulation import run_federated
 
     out = Path(args.out)
@@ -204,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs[mode] = run_federated(run_config_overrides(args, mode), args.clients, backend=args.backend)
         except KeyboardInterrupt:
             print(f"{PROG}: interrupted", file=sys.stderr)
-            return 130
+            return EXIT_INTERRUPTED
     rows = table_rows(runs)
     doc = {"format": "haba-fl-runner/2",  # /2: accuracies are fractions (the table prints percent)
            "args": vars(args), "wall_seconds": time.perf_counter() - t0, "runs": runs, "table": rows}
@@ -214,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .fl_plots import plot_accuracy_vs_bytes
 
     figure = plot_accuracy_vs_bytes(rows, out / "accuracy_vs_bytes.png")
-    print(format_table(rows))
+    print(federated_table(rows))
     if figure is not None:
         print(f"figure: {figure}")
     print(f"\nresults: {out / 'results.json'}")

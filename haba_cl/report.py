@@ -1,15 +1,22 @@
-"""Plain-text result tables (fixed-width columns)."""
+"""Result tables of every command: one formatter (:func:`format_table`) and the summaries built on it."""
 
 from __future__ import annotations
 
 from typing import Any, Sequence, TextIO
 
 
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """Left-aligned text columns separated by two spaces, with a dashed rule under the header."""
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], *, right: Sequence[int] = (),
+                 markdown: bool = False) -> str:
+    """Text columns separated by two spaces with a dashed rule under the header (columns listed in ``right``
+    right-aligned), or with ``markdown`` a GitHub markdown table."""
     cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    if markdown:
+        lines = ["| " + " | ".join(r) + " |" for r in cells]
+        lines.insert(1, "|" + "---|" * len(headers))
+        return "\n".join(lines)
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines = ["  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+             for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -34,6 +41,32 @@ def evaluate_table(results: dict[str, dict[str, Any]]) -> str:
     body = [[arch, accuracy(r["mean"], r["std"]), r["runs"], r["epochs"], f"{r['train_seconds']:.1f}"]
             for arch, r in results.items()]
     return format_table(["architecture", "accuracy (%)", "runs", "epochs", "train s"], body)
+
+
+def continual_table(summary: dict[str, dict[str, Any]], title: str = "") -> str:
+    """The ``haba-cl`` summary (markdown): final average accuracy and forgetting (percent, mean ± std over seeds —
+    just the value for one seed), memory bytes and time per run, under an optional ``title`` line."""
+
+    def pm(m, s, runs):
+        if m is None:
+            return "n/a"
+        return f"{m:.2f}" if runs < 2 else f"{m:.2f} ± {s:.2f}"
+
+    body = [[name, pm(v["final_accuracy_mean"], v["final_accuracy_std"], v["runs"]),
+             pm(v["forgetting_mean"], v["forgetting_std"], v["runs"]),
+             "-" if v["memory_bytes"] is None else f"{v['memory_bytes']:,}", f"{v['seconds_mean']:.1f}"]
+            for name, v in summary.items()]
+    table = format_table(["strategy", "final avg. accuracy (%)", "forgetting (%)", "memory bytes", "time / run (s)"],
+                         body, markdown=True)
+    return f"{title}\n{table}" if title else table
+
+
+def federated_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The ``haba-fl`` summary: accuracy (percent; results hold fractions) and bytes per method and round."""
+    body = [[r["method"], r["rounds"], "-" if r["accuracy"] is None else f"{100 * r['accuracy']:.2f}",
+             f"{r['bytes_up']:,}", f"{r['bytes_down']:,}", f"{r['total_bytes']:,}"] for r in rows]
+    return format_table(["method", "rounds", "accuracy %", "bytes up", "bytes down", "total bytes"], body,
+                        right=range(1, 6))
 
 
 def emit(text: str, stream: TextIO) -> None:

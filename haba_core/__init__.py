@@ -8,6 +8,7 @@ from .augment import DSA, DSAConfig
 from .atomic import write_json, write_safetensors
 from .budget import BYTES_PER_NUMBER, Plan, StorageReport, basis_shape_for, plan_budget, storage_of
 from .collection import FactorizedCollection, save_parts
+from .config_layers import check_table, merge_layers, parse_set
 from .coreset import herding_select, select_coreset
 from .data import KNOWN_DATASETS, ImageDataset, canonical_name as canonical_dataset_name, load_dataset
 from .distillation import RECIPES, DistillConfig, distill, network_factory, recipe, recipe_config
@@ -16,7 +17,7 @@ from .errors import (BudgetError, ConfigError, DatasetNotFoundError, Distillatio
                      HabaError, NonFiniteLossError, UnknownNameError)
 from .evaluate import EvalConfig, EvalResult, evaluate, test_accuracy, train_on_synthetic
 from .factorization import HallucinatorBank, HallucinatorConfig, SyntheticSet
-from .factorized import FactorizedDataset
+from .factorized_dataset import FactorizedDataset
 from .loss_terms import active_loss_terms, shown_losses
 from .networks import KNOWN_NETWORKS, get_network
 from .objectives import DCConfig, DMConfig, ExpertConfig, MTTConfig, train_experts
@@ -38,4 +39,6 @@ __all__ = [
     "canonical_dataset_name", "default_recipe_for", "test_accuracy", "train_on_synthetic", "active_loss_terms",
     "shown_losses", "BYTES_PER_NUMBER", "basis_shape_for", "storage_of", "save_parts", "write_json",
     "write_safetensors", "resolve_device",
+    # configuration layering (one --set syntax everywhere)
+    "check_table", "merge_layers", "parse_set",
 ]

@@ -16,7 +16,7 @@ from torch import Tensor
 from .budget import StorageReport
 from .atomic import write_json
 from .errors import ConfigError, FormatError
-from .factorized import FactorizedDataset
+from .factorized_dataset import FactorizedDataset
 
 COLLECTION_FILE = "collection.json"
 COLLECTION_FORMAT = "haba-factorized-collection"

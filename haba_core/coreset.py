@@ -9,7 +9,7 @@ from .budget import plan_budget
 from .data import ImageDataset
 from .errors import UnknownNameError
 from .factorization import SyntheticSet
-from .factorized import FactorizedDataset
+from .factorized_dataset import FactorizedDataset
 from .preprocess import Preprocessor
 
 CORESET_METHODS = ("random", "herding")

@@ -21,7 +21,7 @@ from .adversary import supervised_contrastive_loss
 from .augment import DSA
 from .data import ImageDataset
 from .collection import FactorizedCollection
-from .factorized import FactorizedDataset
+from .factorized_dataset import FactorizedDataset
 from .networks import get_network
 from .objectives import seeded_network
 from .runtime import resolve_device

@@ -136,7 +136,7 @@ class StrategyOptions:
 
 
 def build_distilled(name: str, spec: StrategySpec, common: dict[str, Any], opt: StrategyOptions) -> BuiltStrategy:
-    """:class:`strategies.HabaReplay` with the spec's parameterization (``haba``, ``dm``, ``idc``)."""
+    """:class:`strategies.HabaReplay` with the spec's parameterization (``haba``, ``distilled-plain``, ``idc``)."""
     cfg = copy.deepcopy(opt.distill_config)
     cfg.parameterization = spec.parameterization or cfg.parameterization
     strat = HabaReplay(mem_size=opt.mem_size, batch_size_mem=opt.batch_size_mem, distill_config=cfg,

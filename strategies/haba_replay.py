@@ -36,7 +36,7 @@ from torch.optim import Optimizer
 from torch.utils.data import DataLoader
 
 from haba_core import (ConfigError, DistillConfig, FactorizedDataset, ImageDataset, Preprocessor, active_loss_terms,
-                       distill, recipe, resolve_device)
+                       distill, merge_layers, recipe, resolve_device)
 
 from .compute_budget import BudgetSpec, ComputeBudget, resolve_budget
 from .memory import FactorizedMemory, MemoryPlan, preserved_rng
@@ -62,13 +62,7 @@ def default_cl_config(recipe_name: str = DEFAULT_CL_RECIPE, **overrides: Any) ->
     fields: dict[str, Any] = dict(objective="dm", parameterization="haba", ipc=None, bpc=1, hallucinators=5,
                                   iterations=1000, network="ConvNet", net_width=128, net_depth=3,
                                   net_norm="instancenorm", basis_init="real", zca=False)
-    for layer in (recipe(recipe_name), overrides):
-        for key, value in layer.items():
-            if isinstance(value, dict) and isinstance(fields.get(key), dict):
-                fields[key] = {**fields[key], **value}
-            else:
-                fields[key] = copy.deepcopy(value)
-    return DistillConfig.from_dict(fields)
+    return DistillConfig.from_dict(merge_layers(fields, recipe(recipe_name), overrides))
 
 
 def paper_cl_config(**overrides: Any) -> DistillConfig:

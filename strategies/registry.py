@@ -5,7 +5,8 @@ Adding a strategy = a builder function (``build(name, spec, common, options) -> 
 (``mem_size`` images).
 
 ``haba``    HaBa replay: :class:`strategies.HabaReplayPlugin` (factorized DM-distilled memory).
-``dm``      the same plugin with ``parameterization="plain"``: plain DM-distilled images, no factorization.
+``distilled-plain`` the same plugin with ``parameterization="plain"``: plain DM-distilled images, no
+            factorization (``haba-cl`` still accepts its old name ``dm``).
 ``idc``     the same plugin with ``parameterization="idc"``: 2× down-sampled DM-distilled images, no
             hallucinators (the strongest simple baseline at equal bytes in BENCHMARKS.md).
 ``replay``  Avalanche's ``ReplayPlugin`` with its class-balanced random buffer (``ClassBalancedBuffer``) on
@@ -52,7 +53,8 @@ REGISTRY: dict[str, StrategySpec] = {
     "haba": StrategySpec(".baselines:build_distilled", memory=True, distilled=True),
     "replay": StrategySpec(".baselines:build_buffer_replay", memory=True, image_buffer=True),
     "herding": StrategySpec(".baselines:build_buffer_replay", memory=True, image_buffer=True),
-    "dm": StrategySpec(".baselines:build_distilled", memory=True, distilled=True, parameterization="plain"),
+    "distilled-plain": StrategySpec(".baselines:build_distilled", memory=True, distilled=True,
+                                    parameterization="plain"),
     "idc": StrategySpec(".baselines:build_distilled", memory=True, distilled=True, parameterization="idc"),
     "naive": StrategySpec(".baselines:build_naive"),
     "er": StrategySpec(".baselines:build_er", memory=True, image_buffer=True),

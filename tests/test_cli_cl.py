@@ -10,7 +10,7 @@ import numpy as np
 from haba_cl.cl_cli import main, parse_seeds
 
 TINY = ["--epochs", "1", "--batch-size", "16", "--net-width", "8", "--net-depth", "2", "--distill-iterations", "2",
-        "--distill-width", "8", "--hallucinators", "2", "--quiet"]
+        "--distill-net-width", "8", "--hallucinators", "2", "--quiet"]
 
 
 def write_cifar100(root, classes: int = 10, n_train: int = 6, n_test: int = 3, seed: int = 0) -> None:
@@ -74,13 +74,13 @@ def test_split_cifar100_fixture_all_strategies(tmp_path, capsys):
     write_cifar100(tmp_path / "data")
     out = tmp_path / "out"
     code = main(["--benchmark", "split-cifar100", "--n-experiences", "2", "--data-root", str(tmp_path / "data"),
-                 "--strategies", "haba,replay,herding,dm,idc,naive,er", "--mem-size", "20", "--seeds", "1",
+                 "--strategies", "haba,replay,herding,distilled-plain,idc,naive,er", "--mem-size", "20", "--seeds", "1",
                  "--out", str(out), "--save-memory", *TINY])
     printed = capsys.readouterr().out
     assert code == 0
     assert "| haba |" in printed and "| naive |" in printed and "final avg. accuracy" in printed
     res = json.loads((out / "results.json").read_text())
-    assert set(res["summary"]) == {"haba", "replay", "herding", "dm", "idc", "naive", "er"}
+    assert set(res["summary"]) == {"haba", "replay", "herding", "distilled-plain", "idc", "naive", "er"}
     idc = next(r for r in res["runs"] if r["strategy"] == "idc")
     assert idc["memory_bytes"][-1] > 0  # replay from IDC memory (down-sampled distilled images) at equal bytes
     assert res["data"]["classes"] == 10 and res["data"]["image_shape"] == [3, 32, 32]
@@ -99,12 +99,12 @@ def test_dm_protocol_on_digits(tmp_path, capsys):
     cfg.write_text(json.dumps({"dm": {"batch_real": 8}, "lambda_cos": 0.0}))
     out = tmp_path / "out"
     code = main(["--benchmark", "split-digits", "--n-experiences", "2", "--strategies", "haba,replay,naive",
-                 "--mem-size", "40", "--seeds", "0,1", "--protocol", "dm", "--protocol-epochs", "2",
+                 "--mem-size", "40", "--seeds", "0,1", "--protocol", "fresh-network", "--protocol-epochs", "2",
                  "--train-per-class", "8", "--test-per-class", "4", "--distill-config", str(cfg),
                  "--out", str(out), *TINY])
     assert code == 0, capsys.readouterr().err
     res = json.loads((out / "results.json").read_text())
-    assert res["config"]["protocol"] == "dm" and res["config"]["distill"]["dm"] == {"batch_real": 8}
+    assert res["config"]["protocol"] == "fresh-network" and res["config"]["distill"]["dm"] == {"batch_real": 8}
     for r in res["runs"]:
         if r["strategy"] == "naive":
             assert r["final_accuracy"] is None
@@ -185,3 +185,16 @@ def test_memory_updates_show_a_progress_bar_unless_quiet(tmp_path, capsys):
     assert "memory update, experience 0" in err and "memory update, experience 1" in err
     assert main([*argv, "--quiet"]) == 0
     assert "memory update" not in capsys.readouterr().err
+
+
+def test_old_dm_strategy_and_protocol_names_still_work_with_a_warning(capsys):
+    from haba_cl.cl_cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(["--benchmark", "split-digits", "--strategies", "haba,dm", "--protocol", "dm",
+                                      "--distill-width", "8"])
+    config = config_from_args(args).validate()
+    assert config.strategies == ["haba", "distilled-plain"] and config.protocol == "fresh-network"
+    assert config.distill["net_width"] == 8
+    err = capsys.readouterr().err
+    assert "strategy 'dm' is deprecated; use 'distilled-plain'" in err
+    assert "protocol 'dm' is deprecated; use 'fresh-network'" in err and "--distill-width is deprecated" in err

@@ -6,7 +6,8 @@ import pytest
 
 from cli_helpers import run_main
 from haba_cl.distill_cli import main
-from haba_cl.options import RunSettings, parse_assignments, resolve
+from haba_cl.distill_settings import RunSettings, resolve
+from haba_core.config_layers import parse_set
 from haba_cl.presets import PRESET_DIR, list_presets, resolve_config
 from haba_core import ConfigError, plan_budget
 
@@ -106,8 +107,8 @@ def test_config_lookup_errors(tmp_path):
         resolve_config("cifar10-ipc7-mtt")
     assert resolve_config("cifar10-ipc10-mtt.toml") == PRESET_DIR / "cifar10-ipc10-mtt.toml"
     with pytest.raises(ConfigError, match="--set expects KEY=VALUE"):
-        parse_assignments(["novalue"])
-    assert parse_assignments(["a.b=1e-5", "c=true", "d=text", "lr_bases=none"]) == \
+        parse_set(["novalue"], snake_case=True)
+    assert parse_set(["a.b=1e-5", "c=true", "d=text", "lr_bases=none"], snake_case=True) == \
         {"a": {"b": 1e-5}, "c": True, "d": "text", "lr_bases": None}
 
 
@@ -135,7 +136,7 @@ def test_unknown_recipe_is_a_usage_error(capsys):
 
 
 def test_default_recipe_is_modest_and_a_file_may_name_another(tmp_path):
-    from haba_cl.options import DEFAULT_RECIPE
+    from haba_cl.distill_settings import DEFAULT_RECIPE
     from haba_core import recipe_config
 
     assert DEFAULT_RECIPE == "modest"

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from haba_core import FactorizedDataset, FormatError, HallucinatorConfig, Preprocessor, SyntheticSet, ZCA
-from haba_core.factorized import META_FILE, TENSOR_FILE
+from haba_core.factorized_dataset import META_FILE, TENSOR_FILE
 
 
 def make(zca=False, lr=None):

@@ -2,7 +2,7 @@
 
 * the federated payload decoder (:func:`federated.payload.decode_payload`),
 * ``meta.json`` + ``factorized.safetensors`` loading (:meth:`haba_core.FactorizedDataset.load`),
-* configuration: TOML files and ``--set`` items (``haba_cl.options``) and the Flower run config.
+* configuration: TOML files and ``--set`` items (``haba_cl.distill_settings``) and the Flower run config.
 
 Each generates malformed and extreme inputs and asserts that the parser either accepts them or raises
 its specific exception — never anything else, never a hang (hypothesis ``deadline`` per example), and
@@ -33,7 +33,7 @@ from federated.expectation import expected_payload  # noqa: E402
 from federated.model import preprocessor_for  # noqa: E402
 from federated.run_config import resolve_run_config  # noqa: E402
 from haba_core import ConfigError, FactorizedDataset, FormatError, HabaError, Preprocessor, SyntheticSet  # noqa: E402
-from haba_core.factorized import META_FILE, TENSOR_FILE  # noqa: E402
+from haba_core.factorized_dataset import META_FILE, TENSOR_FILE  # noqa: E402
 
 FUZZ = settings(max_examples=40, deadline=2000, suppress_health_check=[HealthCheck.too_slow,
                                                                         HealthCheck.function_scoped_fixture])
@@ -175,7 +175,7 @@ def test_loading_crafted_results_raises_format_error_only(mutation, verify, drop
 
 
 # ---------------------------------------------------------------------------------------------- configuration
-from haba_cl.options import load_toml, resolve  # noqa: E402
+from haba_cl.distill_settings import load_toml, resolve  # noqa: E402
 
 KEYS = st.sampled_from(["ipc", "bpc", "iterations", "seed", "lr_bases", "momentum", "hallucinator.depth",
                         "dm.batch_real", "net_width", "eval_batch_size", "dataset", "objective", "nope",

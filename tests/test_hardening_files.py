@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from haba_core import FactorizedDataset, FormatError, HallucinatorConfig, Preprocessor, SyntheticSet, load_dataset
-from haba_core.factorized import META_FILE
+from haba_core.factorized_dataset import META_FILE
 from haba_core.meta_schema import meta_digest
 
 from cli_helpers import QUIET, assert_clean_error, run_main

@@ -9,10 +9,11 @@ from strategies.registry import (DISTILLED, IMAGE_BUFFERS, MEMORY_STRATEGIES, RE
 
 
 def test_names_and_derived_lists_are_those_haba_cl_always_had():
-    assert STRATEGIES == ("haba", "replay", "herding", "dm", "idc", "naive", "er", "gdumb", "lwf", "ewc")
-    assert MEMORY_STRATEGIES == ("haba", "replay", "herding", "dm", "idc", "er", "gdumb")
+    # "distilled-plain" was called "dm" (haba-cl still accepts the old name, haba_cl.cl_names)
+    assert STRATEGIES == ("haba", "replay", "herding", "distilled-plain", "idc", "naive", "er", "gdumb", "lwf", "ewc")
+    assert MEMORY_STRATEGIES == ("haba", "replay", "herding", "distilled-plain", "idc", "er", "gdumb")
     assert IMAGE_BUFFERS == ("replay", "herding", "er", "gdumb")
-    assert DISTILLED == {"haba": None, "dm": "plain", "idc": "idc"}
+    assert DISTILLED == {"haba": None, "distilled-plain": "plain", "idc": "idc"}
     assert check_strategies(" HABA,replay,haba ") == ["haba", "replay"]
     with pytest.raises(UnknownNameError, match="known: haba, replay"):
         check_strategies("icarl")
@@ -42,14 +43,14 @@ def test_every_registered_strategy_builds_the_avalanche_strategy_it_names():
 
     from strategies import HabaReplay
 
-    expected = {"haba": HabaReplay, "dm": HabaReplay, "idc": HabaReplay, "replay": Naive, "herding": Naive,
+    expected = {"haba": HabaReplay, "distilled-plain": HabaReplay, "idc": HabaReplay, "replay": Naive, "herding": Naive,
                 "naive": Naive, "er": Replay, "gdumb": GDumb, "lwf": LwF, "ewc": EWC}
     for name in STRATEGIES:
         built = _build(name)
         assert built.name == name and type(built.strategy) is expected[name], name
         assert (built.plugin is not None) == REGISTRY[name].distilled
         assert (built.storage is not None) == REGISTRY[name].image_buffer
-    assert _build("dm").plugin.distill_config.parameterization == "plain"
+    assert _build("distilled-plain").plugin.distill_config.parameterization == "plain"
     with pytest.raises(UnknownNameError):
         _build("icarl")
 

@@ -7,10 +7,11 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..factorization import HallucinatorConfig, check_parameterization
-from ..objectives import DCConfig, DMConfig, MTTConfig, check_objective
+from ..objectives import DCConfig, DMConfig, MTTConfig, check_objective, objective_names, objective_spec
 
-# Learning rates of the synthetic data per objective, from the DC / DM / MTT code (SGD, momentum 0.5).
-DEFAULT_LR_BASES = {"dc": 0.1, "dsa": 0.1, "dm": 1.0, "mtt": 100.0}
+# Learning rates of the synthetic data per built-in objective, from the DC / DM / MTT code (SGD, momentum 0.5);
+# each objective's ObjectiveSpec.lr_bases is the source.
+DEFAULT_LR_BASES = {name: objective_spec(name).lr_bases for name in objective_names()}
 
 
 @dataclass
@@ -120,15 +121,11 @@ class DistillConfig:
 
     @property
     def use_dsa(self) -> bool:
-        if self.objective == "dsa":
-            return True
-        if self.dsa is None:
-            return self.objective in ("dm", "mtt")  # as in the DM and MTT papers
-        return bool(self.dsa)
+        return objective_spec(self.objective).uses_dsa(self.dsa)  # None: as in the objective's paper
 
     @property
     def resolved_lr_bases(self) -> float:
-        return self.lr_bases if self.lr_bases is not None else DEFAULT_LR_BASES[self.objective]
+        return self.lr_bases if self.lr_bases is not None else objective_spec(self.objective).lr_bases
 
     @property
     def resolved_lr_hallucinators(self) -> float:
@@ -141,7 +138,7 @@ class DistillConfig:
         recipe) keeps every step bounded."""
         if self.lr_hallucinators is not None:
             return self.lr_hallucinators
-        scaled = self.hallucinator_lr_rule == "dm-scaled" and self.objective == "dm"
+        scaled = self.hallucinator_lr_rule == "dm-scaled" and objective_spec(self.objective).dm_scaled_lr
         return self.resolved_lr_bases * (0.01 if scaled else 1.0)
 
     def to_dict(self) -> dict[str, Any]:

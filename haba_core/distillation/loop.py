@@ -18,10 +18,9 @@ from ..coreset import herding_select
 from ..data import ImageDataset
 from ..errors import ConfigError, DistillationInterrupted, NonFiniteLossError
 from ..factorization import SyntheticSet
-from ..factorized import FactorizedDataset
+from ..factorized_dataset import FactorizedDataset
 from ..networks import get_network
-from ..objectives import (DCObjective, DMObjective, DSAObjective, MTTObjective, Objective, ObjectiveContext,
-                          RealPool, seeded_network)
+from ..objectives import Objective, ObjectiveContext, RealPool, objective_spec, seeded_network
 from ..preprocess import Preprocessor
 from ..runtime import resolve_device
 from .checkpoint import check_compatible, has_checkpoint, load_checkpoint, save_checkpoint
@@ -122,13 +121,8 @@ def _optimizer_groups(config: DistillConfig, synth: SyntheticSet, objective: Obj
 
 
 def build_objective(config: DistillConfig, ctx: ObjectiveContext, trajectories=None) -> Objective:
-    if config.objective == "dm":
-        return DMObjective(ctx, config.dm)
-    if config.objective == "dc":
-        return DCObjective(ctx, config.dc)
-    if config.objective == "dsa":
-        return DSAObjective(ctx, config.dc)
-    return MTTObjective(ctx, config.mtt, trajectories)
+    """The objective ``config.objective`` names (see :mod:`haba_core.objectives.registry`)."""
+    return objective_spec(config.objective).build(config, ctx, trajectories)
 
 
 def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
@@ -159,7 +153,7 @@ def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
     real_images = pre(train.images.to(device))
     pool = RealPool(real_images, train.labels.to(device), num_classes)
 
-    extra = 1 if config.objective == "mtt" else 0
+    extra = objective_spec(config.objective).stored_numbers
     plan = plan_budget(image_shape=image_shape, num_classes=num_classes, parameterization=config.parameterization,
                        ipc=config.ipc if config.bpc is None else None, bpc=config.bpc,
                        hallucinators=config.hallucinators, hallucinator=config.hallucinator,

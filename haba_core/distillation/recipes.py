@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from ..config_layers import merge_layers
 from ..errors import UnknownNameError
 from .config import DistillConfig
 
@@ -59,10 +60,4 @@ def recipe(name: str) -> dict[str, Any]:
 
 def recipe_config(name: str, **overrides: Any) -> DistillConfig:
     """``DistillConfig`` for recipe ``name`` with top-level ``overrides`` applied on top."""
-    fields = recipe(name)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(fields.get(key), dict):
-            fields[key] = {**fields[key], **value}
-        else:
-            fields[key] = value
-    return DistillConfig.from_dict(fields).validate()
+    return DistillConfig.from_dict(merge_layers(recipe(name), overrides)).validate()

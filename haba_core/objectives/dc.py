@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import Objective, ObjectiveContext, SyntheticSampler
+from .registry import ObjectiveSpec, register
 
 
 @dataclass
@@ -103,3 +104,7 @@ class DCObjective(Objective):
             self.net.load_state_dict(state["net"])
             self.net_opt = torch.optim.SGD(self.net.parameters(), lr=self.config.lr_net, momentum=0.5)
             self.net_opt.load_state_dict(state["net_opt"])
+
+
+register(ObjectiveSpec("dc", lambda cfg, ctx, _trajectories: DCObjective(ctx, cfg.dc), lr_bases=0.1,
+                       summary="gradient matching (Zhao et al. 2021)"))

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from .base import Objective, ObjectiveContext
+from .registry import ObjectiveSpec, register
 
 
 @dataclass
@@ -73,3 +74,7 @@ def gaussian_mmd(real: Tensor, syn: Tensor, bandwidths: tuple[float, ...]) -> Te
         s = 2.0 * b * scale
         mmd = mmd + (-d_rr / s).exp().mean() + (-d_ss / s).exp().mean() - 2.0 * (-d_rs / s).exp().mean()
     return mmd * scale / len(bandwidths)
+
+
+register(ObjectiveSpec("dm", lambda cfg, ctx, _trajectories: DMObjective(ctx, cfg.dm), lr_bases=1.0,
+                       dsa="default-on", dm_scaled_lr=True, summary="distribution matching (Zhao & Bilen 2023)"))

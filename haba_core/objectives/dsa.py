@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .base import ObjectiveContext
 from .dc import DCConfig, DCObjective
+from .registry import ObjectiveSpec, register
 
 
 class DSAObjective(DCObjective):
@@ -16,3 +17,7 @@ class DSAObjective(DCObjective):
         if ctx.dsa is None:
             raise ValueError("the dsa objective needs a DSA augmenter in its context")
         super().__init__(ctx, config)
+
+
+register(ObjectiveSpec("dsa", lambda cfg, ctx, _trajectories: DSAObjective(ctx, cfg.dc), lr_bases=0.1, dsa="always",
+                       summary="gradient matching with siamese augmentation (Zhao & Bilen 2021)"))

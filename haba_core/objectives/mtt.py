@@ -13,6 +13,7 @@ from torch.func import functional_call
 from ..errors import ConfigError, FormatError
 from .base import Objective, ObjectiveContext
 from .experts import load_buffer
+from .registry import ObjectiveSpec, register
 
 
 @dataclass
@@ -129,3 +130,8 @@ class MTTObjective(Objective):
             raise FormatError("checkpoint's MTT learning rate must be one finite positive number")
         with torch.no_grad():
             self.syn_lr.copy_(value.reshape(()).to(self.syn_lr.device))
+
+
+register(ObjectiveSpec("mtt", lambda cfg, ctx, trajectories: MTTObjective(ctx, cfg.mtt, trajectories), lr_bases=100.0,
+                       dsa="default-on", stored_numbers=1, needs_trajectories=True,
+                       summary="trajectory matching (Cazenavette et al. 2022)"))

@@ -26,7 +26,8 @@ from torch.utils.data import Dataset
 from .atomic import atomic_path, write_safetensors
 from .budget import StorageReport, storage_of
 from .errors import FormatError
-from .factorization import HallucinatorConfig, SyntheticSet
+from .factorization.hallucinator import HallucinatorConfig
+from .factorization.synthetic_set import SyntheticSet
 from .meta_schema import check_meta, meta_digest
 from .preprocess import Preprocessor
 from .version import FORMAT_VERSION, __version__

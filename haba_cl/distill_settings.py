@@ -1,10 +1,11 @@
-"""Settings of a ``haba-distill`` run: built-in defaults < recipe < TOML file < ``--set`` < command-line flags.
+"""Settings of a ``haba-distill`` run: built-in defaults < recipe < TOML file < ``--set`` < command-line flags
+(layered and checked with :mod:`haba_core.config_layers`, the helpers every entry point uses).
 
 A configuration is a nested dict whose keys are :class:`haba_core.DistillConfig` fields (nested tables
 ``hallucinator``, ``dm``, ``dc``, ``mtt``) plus the run-level keys of :class:`RunSettings` (dataset,
 data root, evaluation, output). The recipe (a :data:`haba_core.RECIPES` name) comes from ``--recipe``, else
 the file's top-level ``recipe`` key (the shipped presets name one: ``"paper"``, or ``"paper-pca"`` / ``"modest"``
-for some ablations), else :func:`default_recipe`
+for some ablations), else ``default_recipe_for``
 (``modest``; ``paper`` on the 8×8 digits). It is checked key by key — an unknown key or a value of the wrong type
 raises :class:`haba_core.ConfigError` naming the key and where it came from — and then turned into a
 ``DistillConfig`` and an ``EvalConfig``. The argparse namespace never reaches ``haba_core``.
@@ -13,15 +14,15 @@ raises :class:`haba_core.ConfigError` naming the key and where it came from — 
 from __future__ import annotations
 
 import copy
-import types
 import typing
-from dataclasses import asdict, dataclass, fields, is_dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from haba_core import RECIPES, ConfigError, DistillConfig, EvalConfig
-from haba_core.distillation.recipes import DEFAULT_RECIPE, SMALL_IMAGE_DATASETS, default_recipe_for  # noqa: F401
 from haba_core import recipe as recipe_settings
+from haba_core.config_layers import check_value, merge_layers, parse_set
+from haba_core.distillation.recipes import DEFAULT_RECIPE, default_recipe_for
 
 from .cli_errors import _toml
 from .presets import resolve_config
@@ -29,20 +30,15 @@ from .presets import resolve_config
 # Keys a preset may carry for documentation only.
 DOC_KEYS = ("description",)
 
-# The recipe a run starts from when neither --recipe nor the configuration file names one: one rule for every
-# entry point, in haba_core (haba-distill, haba-cl, haba-fl and the Flower app's ``recipe = ""``). ``modest`` was
-# measured best at CPU-minutes budgets (BENCHMARKS.md, "10 minutes per run": ahead of plain distillation at equal
-# bytes in all 8 DM/DC x MNIST/CIFAR-10 x IPC-2/11 cells); ``paper`` reproduces the paper's settings. On the
-# embedded 8x8 digits modest's 2x down-sampled bases are 4x4 pixels: there it scored 56-62 % against 75-81 % for
-# the paper's settings with the digits profile below (identity-initialised hallucinators at lr 0.01; IPC 3,
-# 300 DM iterations, seeds 0-2, 5 evaluation runs; docs/cli.md). Entry points without that profile (haba-cl,
-# haba-fl) start from ``paper-pca`` there: the paper's random init with eta_H = eta_B blows the composed images
-# up within a few hundred DM iterations on digits (a federated server rightly rejects them).
-
-
-def default_recipe(dataset: str | None, *, digits_profile: bool = False) -> str:
-    """:func:`haba_core.distillation.recipes.default_recipe_for` (kept for the CLIs' callers)."""
-    return default_recipe_for(dataset, digits_profile=digits_profile)
+# The recipe a run starts from when neither --recipe nor the configuration file names one is
+# haba_core.distillation.recipes.default_recipe_for(dataset, digits_profile=True): one rule for every entry point.
+# ``modest`` was measured best at CPU-minutes budgets (BENCHMARKS.md, "10 minutes per run": ahead of plain
+# distillation at equal bytes in all 8 DM/DC x MNIST/CIFAR-10 x IPC-2/11 cells); ``paper`` reproduces the paper's
+# settings. On the embedded 8x8 digits modest's 2x down-sampled bases are 4x4 pixels: there it scored 56-62 %
+# against 75-81 % for the paper's settings with the digits profile below (identity-initialised hallucinators at
+# lr 0.01; IPC 3, 300 DM iterations, seeds 0-2, 5 evaluation runs; docs/cli.md).
+# Both budget keys: a layer that sets one clears a lower layer's other.
+BUDGET_KEYS = (("ipc", "bpc"),)
 
 
 @dataclass
@@ -89,83 +85,20 @@ def profile_for(dataset: str) -> dict[str, Any]:
     return copy.deepcopy(QUICK_PROFILE if str(dataset).strip().lower() == "digits" else STANDARD_PROFILE)
 
 
-# ----------------------------------------------------------------------------- type checking
 _DISTILL_FIELDS = {f.name for f in fields(DistillConfig)}
 _RUN_FIELDS = {f.name for f in fields(RunSettings)}
 KNOWN_TOP_LEVEL = sorted(_DISTILL_FIELDS | _RUN_FIELDS)
 
 
-def _hints(kind: type) -> dict[str, Any]:
-    return typing.get_type_hints(kind)
-
-
-def _allowed(hint: Any) -> tuple[set[type], type | None]:
-    """Python types a TOML value may have for ``hint``, and the nested dataclass if there is one."""
-    union = isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
-    args = typing.get_args(hint) if union else (hint,)
-    allowed: set[type] = set()
-    nested = None
-    for a in args:
-        if is_dataclass(a):
-            nested = a
-        elif a is type(None):
-            allowed.add(type(None))
-        elif a in (bool, int, float, str):
-            allowed.add(a)
-    return allowed, nested
-
-
-def _type_name(allowed: set[type]) -> str:
-    names = {bool: "true/false", int: "an integer", float: "a number", str: "a string", type(None): "none"}
-    return " or ".join(names[t] for t in (bool, int, float, str, type(None)) if t in allowed)
-
-
-def _check_value(key: str, value: Any, hint: Any, source: str) -> Any:
-    allowed, nested = _allowed(hint)
-    if nested is not None and isinstance(value, dict):
-        return check_table(value, nested, source, prefix=f"{key}.")
-    if nested is not None:
-        raise ConfigError(f"{source}: {key} must be a table of {', '.join(f.name for f in fields(nested))}")
-    if value is None and type(None) in allowed:
-        return None
-    if isinstance(value, bool):
-        if bool in allowed:
-            return value
-    elif isinstance(value, int):
-        if int in allowed:
-            return value
-        if float in allowed:
-            return float(value)
-    elif isinstance(value, float):
-        if float in allowed:
-            return value
-    elif isinstance(value, str) and str in allowed:
-        return value
-    raise ConfigError(f"{source}: {key} must be {_type_name(allowed)}, got {value!r}")
-
-
-def check_table(data: dict[str, Any], kind: type, source: str, prefix: str = "") -> dict[str, Any]:
-    """Check every key of ``data`` against the dataclass ``kind``; unknown keys and wrong types raise."""
-    hints = _hints(kind)
-    out = {}
-    for key, value in data.items():
-        if key not in hints:
-            known = ", ".join(sorted(hints))
-            where = f" in {prefix[:-1]}" if prefix else ""
-            raise ConfigError(f"{source}: unknown key {(prefix + key)!r} (known keys{where}: {known})")
-        out[key] = _check_value(prefix + key, value, hints[key], source)
-    return out
-
-
 def check_layer(data: dict[str, Any], source: str) -> dict[str, Any]:
     """Check one configuration layer (file, ``--set`` or flags): DistillConfig keys plus run-level keys."""
-    d_hints, r_hints = _hints(DistillConfig), _hints(RunSettings)
+    d_hints, r_hints = typing.get_type_hints(DistillConfig), typing.get_type_hints(RunSettings)
     out = {}
     for key, value in data.items():
         if key in d_hints:
-            out[key] = _check_value(key, value, d_hints[key], source)
+            out[key] = check_value(key, value, d_hints[key], source)
         elif key in r_hints:
-            out[key] = _check_value(key, value, r_hints[key], source)
+            out[key] = check_value(key, value, r_hints[key], source)
         else:
             raise ConfigError(f"{source}: unknown key {key!r} (known keys: {', '.join(KNOWN_TOP_LEVEL)})")
     return out
@@ -184,45 +117,6 @@ def load_toml(path: str | Path) -> dict[str, Any]:
             raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         except RecursionError:
             raise ConfigError(f"{path}: nested too deeply") from None
-
-
-def parse_assignments(items: list[str] | None) -> dict[str, Any]:
-    """``["mtt.syn_steps=2", "zca=true"]`` → nested dict; values are TOML literals, else plain strings."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"--set expects KEY=VALUE (e.g. mtt.syn_steps=2), got {item!r}")
-        try:
-            value = _toml.loads(f"v = {raw.strip()}")["v"]
-        except _toml.TOMLDecodeError:
-            value = raw.strip()
-        if isinstance(value, str) and value.lower() in ("none", "null"):
-            value = None
-        node = out
-        parts = key.replace("-", "_").split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {item!r}: {part} is not a table")
-        node[parts[-1]] = value
-    return out
-
-
-def deep_merge(base: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:
-    """``layer`` over ``base`` (tables merge key by key). Setting ``ipc`` drops a lower ``bpc`` and vice versa."""
-    out = copy.deepcopy(base)
-    if "ipc" in layer and "bpc" not in layer and layer["ipc"] is not None:
-        out["bpc"] = None
-    if "bpc" in layer and "ipc" not in layer and layer["bpc"] is not None:
-        out["ipc"] = None
-    for key, value in layer.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 @dataclass
@@ -259,7 +153,7 @@ def resolve(config: str | None, assignments: list[str] | None, flags: dict[str, 
     """Merge defaults, a named ``recipe``, the ``config`` file (path or preset name), ``--set`` items and
     ``flags`` (later layers win).
 
-    ``recipe`` ``None`` means the file's ``recipe`` key, else :func:`default_recipe` of the dataset. ``flags`` holds only
+    ``recipe`` ``None`` means the file's ``recipe`` key, else ``default_recipe_for`` the dataset. ``flags`` holds only
     the options given on the command line, keyed like the TOML file (``{"objective": "dm", "mtt": {...}}``).
     """
     layers: list[dict[str, Any]] = []
@@ -271,16 +165,14 @@ def resolve(config: str | None, assignments: list[str] | None, flags: dict[str, 
         in_file = file_recipe(data, str(path))  # removed from the file's layer even when --recipe wins
         recipe = recipe or in_file
         layers.append(check_layer(data, str(path)))
-    layers.append(check_layer(parse_assignments(assignments), "--set"))
+    layers.append(check_layer(parse_set(assignments, snake_case=True), "--set"))
     layers.append(check_layer(flags, "command line"))
     dataset = "digits"
     for layer in layers:
         dataset = layer.get("dataset", dataset)
-    recipe = recipe or default_recipe(dataset, digits_profile=True)
+    recipe = recipe or default_recipe_for(dataset, digits_profile=True)
     layers.insert(0, check_layer(recipe_settings(recipe), f"recipe {recipe}"))
-    merged: dict[str, Any] = check_layer(profile_for(dataset), "built-in defaults")
-    for layer in layers:
-        merged = deep_merge(merged, layer)
+    merged = merge_layers(check_layer(profile_for(dataset), "built-in defaults"), *layers, exclusive=BUDGET_KEYS)
     distill_part = {k: v for k, v in merged.items() if k in _DISTILL_FIELDS}
     run_part = {k: v for k, v in merged.items() if k in _RUN_FIELDS}
     distill_cfg = DistillConfig.from_dict(distill_part).validate()
