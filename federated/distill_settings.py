@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
-from haba_core import ConfigError, DistillConfig, default_recipe_for, recipe
+from haba_core import ConfigError, DistillConfig, default_recipe_for, merge_layers, recipe
 
 
 def distill_config(cfg: Mapping[str, Any], seed: int | None = None) -> DistillConfig:
@@ -14,8 +14,7 @@ def distill_config(cfg: Mapping[str, Any], seed: int | None = None) -> DistillCo
     Layers: the ``recipe`` (``""``: the dataset's default, :func:`default_recipe_for`), then the explicit keys (``parameterization``
     ``""`` keeps the recipe's), then ``distill-overrides``.
     """
-    d: dict[str, Any] = recipe(cfg["recipe"] or default_recipe_for(cfg["dataset"]))
-    _deep_update(d, {
+    d = merge_layers(recipe(cfg["recipe"] or default_recipe_for(cfg["dataset"])), {
         "objective": cfg["objective"], "ipc": int(cfg["ipc"]),
         "hallucinators": int(cfg["hallucinators"]), "iterations": int(cfg["iterations"]),
         "network": cfg["network"], "net_width": int(cfg["net-width"]), "net_depth": int(cfg["net-depth"]),
@@ -38,7 +37,7 @@ def distill_config(cfg: Mapping[str, Any], seed: int | None = None) -> DistillCo
             raise ConfigError(f"distill-overrides is not valid JSON: {exc}") from None
         if not isinstance(extra, dict):
             raise ConfigError("distill-overrides must be a JSON object")
-        _deep_update(d, extra)
+        d = merge_layers(d, extra)
     if d.get("zca"):
         raise ConfigError("ZCA whitening is not available in federated mode (each client would whiten differently)")
     for forbidden in ("checkpoint_dir",):
@@ -47,11 +46,3 @@ def distill_config(cfg: Mapping[str, Any], seed: int | None = None) -> DistillCo
         d["ipc"] = None
     cfg_obj = DistillConfig.from_dict(d)
     return cfg_obj.validate()
-
-
-def _deep_update(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
-    for key, value in extra.items():
-        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            _deep_update(base[key], value)
-        else:
-            base[key] = value

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from haba_core import HallucinatorConfig, Preprocessor, plan_budget
+from haba_core import HallucinatorConfig, Preprocessor, objective_spec, plan_budget
 
 from .distill_settings import distill_config
 
@@ -45,9 +45,9 @@ def expected_payload(cfg: Mapping[str, Any], image_shape: tuple[int, int, int], 
                        ipc=dcfg.ipc if dcfg.bpc is None else None, bpc=dcfg.bpc, hallucinators=dcfg.hallucinators,
                        hallucinator=dcfg.hallucinator, basis_channels=dcfg.basis_channels, downsample=dcfg.downsample,
                        per_class_hallucinators=dcfg.per_class_hallucinators, rule=dcfg.budget_rule,
-                       extra=1 if dcfg.objective == "mtt" else 0)
+                       extra=objective_spec(dcfg.objective).stored_numbers)
     return PayloadExpectation(tuple(int(s) for s in image_shape), int(num_classes), dcfg.parameterization,
                               tuple(int(s) for s in plan.basis_shape), int(plan.bpc), int(plan.num_hallucinators),
                               bool(plan.per_class_hallucinators), dcfg.hallucinator, int(cfg["max-payload-bytes"]),
-                              dcfg.objective == "mtt",
+                              objective_spec(dcfg.objective).stored_numbers > 0,
                               normalised_span(preprocessor) if preprocessor is not None else math.inf)

@@ -6,19 +6,13 @@ from typing import Any, Mapping
 
 import torch
 
-from haba_core import ConfigError
+from haba_core import resolve_device  # the node's device: ``auto`` / ``cpu`` / ``cuda[:n]``
 
-
-def resolve_device(name: str) -> torch.device:
-    """``cpu`` / ``cuda[:n]`` / ``auto`` (CUDA when available) as a torch device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if str(name).startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} requested but CUDA is not available")
-    return torch.device(name)
+__all__ = ["resolve_device", "set_threads"]
 
 
 def set_threads(cfg: Mapping[str, Any]) -> None:
+    """Use the run config's ``num-threads`` intra-op threads (0 = leave torch's setting)."""
     n = int(cfg.get("num-threads", 1) or 0)
     if n > 0 and torch.get_num_threads() != n:
         torch.set_num_threads(n)

@@ -20,7 +20,7 @@ from .factorization import HallucinatorBank, HallucinatorConfig, SyntheticSet
 from .factorized_dataset import FactorizedDataset
 from .loss_terms import active_loss_terms, shown_losses
 from .networks import KNOWN_NETWORKS, get_network
-from .objectives import DCConfig, DMConfig, ExpertConfig, MTTConfig, train_experts
+from .objectives import DCConfig, DMConfig, ExpertConfig, MTTConfig, objective_names, objective_spec, train_experts
 from .preprocess import Preprocessor
 from .runtime import resolve_device
 from .version import __version__
@@ -41,4 +41,6 @@ __all__ = [
     "write_safetensors", "resolve_device",
     # configuration layering (one --set syntax everywhere)
     "check_table", "merge_layers", "parse_set",
+    # the objective registry
+    "objective_names", "objective_spec",
 ]
