@@ -262,6 +262,15 @@ def _compose_per_basis(synth: SyntheticSet, basis_idx: Tensor, k: int, n_h: int,
     return synth.compose(b, h), synth.labels[b], b, h
 
 
+def _per_step_draw(synth: SyntheticSet, basis_idx: Tensor, n_h: int, generator: torch.Generator):
+    """MTT's per-step composition (the paper): the step's bases, each through one freshly drawn hallucinator."""
+    def draw(idx: Tensor) -> tuple[Tensor, Tensor]:
+        b = basis_idx[idx]
+        h = torch.randint(n_h, (b.numel(),), generator=generator).to(b.device)
+        return synth.compose(b, h), synth.labels[b]
+    return draw
+
+
 def _step(config: DistillConfig, synth: SyntheticSet, objective: Objective, adversary: Adversary | None,
           optimizers: list[torch.optim.Optimizer], generator: torch.Generator, all_bases: Tensor, n_h: int,
           device: torch.device, dsa: DSA | None = None) -> StepLosses:
@@ -285,7 +294,12 @@ def _step(config: DistillConfig, synth: SyntheticSet, objective: Objective, adve
         else:
             hall_idx = torch.zeros(1, dtype=torch.long, device=device)
         images, labels, b_idx, h_idx = synth.compose_pairs(basis_idx, hall_idx)
-    l_dd = objective.loss(images, labels, generator) if config.lambda_dd else images.new_zeros(())
+    if not config.lambda_dd:
+        l_dd = images.new_zeros(())
+    elif n_h > 0 and isinstance(objective, MTTObjective) and objective.config.composition == "per_step":
+        l_dd = objective.unrolled_loss(_per_step_draw(synth, basis_idx, n_h, generator), basis_idx.numel(), generator)
+    else:
+        l_dd = objective.loss(images, labels, generator)
     loss = config.lambda_dd * l_dd
     l_cos = images.new_zeros(())
     if adversary is not None and config.lambda_cos and n_h > 1 and min(config.hallucinators_per_step, n_h) > 1:
