@@ -47,6 +47,15 @@ def test_speed_quick_runs_and_writes_results(tmp_path):
     objectives = {r["objective"] for r in rows if r["part"] == "distill_iteration"}
     assert objectives == {"dm", "dc", "dsa", "mtt"}
     assert all("ratio_vs_plain" in r for r in rows if r["part"] in ("distill_iteration", "train_epoch"))
+    it = [r for r in rows if r["part"] == "distill_iteration"]
+    assert all(r["it_per_s"] > 0 and r["peak_bytes"] is not None for r in it)
+    mtt = {r["variant"]: r for r in it if r["objective"] == "mtt" and r["batch_real"] == meta["settings"]["batch_real"]}
+    assert set(mtt) == {"plain", "haba", "haba, pairs (2 h/step, old default)"}
+    # per unrolled step: one image per basis (the reference's work) vs the pairs of 2 hallucinators
+    assert mtt["haba, pairs (2 h/step, old default)"]["images_per_step"] == 2 * mtt["haba"]["images_per_step"]
+    # phases come from the loop's phase hook (no patching): L_DD and the adversary are both seen
+    labels = {p["phase"][0] for pr in meta["profile"] for p in pr["phases"]}
+    assert {"①", "②", "④"} <= labels
     text = md.read_text()
     assert "<!-- speed:begin -->" in text and "<!-- speed:end -->" in text and "## Speed" in text
     print(f"speed --quick took {elapsed:.1f} s")
