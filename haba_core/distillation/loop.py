@@ -221,8 +221,8 @@ def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
         t_it = time.perf_counter()
         phases = PhaseSequence(phase_hook)
         try:
-            losses = _step(config, synth, objective, adversary, optimizers, generator, all_bases, n_h, device, dsa,
-                           phases)
+            losses = _step(config, synth, objective, adversary if it % config.adversary_every == 0 else None,
+                           optimizers, generator, all_bases, n_h, device, dsa, phases)
         finally:
             phases.close()
         if not all(math.isfinite(v) for v in losses.as_dict().values()):
