@@ -72,8 +72,9 @@ def notes(rows: list[dict], meta: dict, prof: list[dict]) -> str:
             f"* **What makes a haba iteration slower is two design choices of the method, not the composition.** "
             f"(a) Every basis goes through `hallucinators_per_step` = 2 hallucinators per iteration, so at IPC {big} "
             f"L_DD sees {dm['haba']['images_per_step']} composed images where plain sees "
-            f"{_find(it, objective='dm', ipc=big, batch_real=br, variant='plain')['images_per_step']} (MTT unrolls "
-            f"its student over all of them, so its cost follows the image count). (b) The adversarial contrastive "
+            f"{_find(it, objective='dm', ipc=big, batch_real=br, variant='plain')['images_per_step']} (MTT now "
+            f"recomposes each unrolled step, one hallucination per basis, as the paper's code; its `pairs` row "
+            f"unrolls over all the pairs and pays for them). (b) The adversarial contrastive "
             f"constraint runs the adversary (the same ConvNet) forward and backward over those images twice per "
             f"iteration: for L_cos (gradients to the images) and for its own update (L_con + L_task). On DM "
             f"({next(iter(s['shapes']))}, IPC {big}, `batch_real` {br}) the ratio to plain goes "
@@ -108,10 +109,10 @@ def notes(rows: list[dict], meta: dict, prof: list[dict]) -> str:
             "has nothing to vectorise over with so few channels), so batching removes only per-call overhead; "
             "with 1-channel MNIST-like bases that overhead dominates and the target is met, with 3-channel "
             "CIFAR-like ones it is not. A GPU should do much better (not measured: no GPU here — run "
-            "`--device cuda`). Two CPU alternatives we tried outside the core did not help: one grouped "
-            "convolution with per-sample weights gathered from the bank (3× faster for MNIST-like bases, slower "
-            "for CIFAR-like ones: 2.4 vs 2.2 ms at IPC 11, 13.8 vs 11.2 ms at IPC 51) and turning oneDNN off "
-            "(the ratio did not improve).")
+            "`--device cuda`). One grouped convolution per layer with per-sample weights gathered from the bank "
+            "(`HallucinatorBank.grouped`, issue 19) gives the same tensors; it is the path off CPU (no Python loop, "
+            "no host synchronisation) but on CPU it is no faster than one call per hallucinator from ~100 images "
+            "(BENCHMARKS.md, issue 19 section), so CPU keeps the loop; turning oneDNN off did not help either.")
     th = [r for r in rows if r["part"] == "threads"]
     if len(th) > 1:
         one = next(r for r in th if r["threads"] == 1)
