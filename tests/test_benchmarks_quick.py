@@ -86,3 +86,19 @@ def test_harness_helpers(tmp_path):
     path = H.write_results("demo", [{"a": 1}], {"k": "v"}, tmp_path / "out")
     data = json.loads(path.read_text())
     assert data["rows"] == [{"a": 1}] and data["meta"]["k"] == "v" and "command" in data["meta"]
+
+
+def test_iteration_cost_and_compose_modes_run_tiny():
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.speed.iteration_cost", "--objective", "mtt", "--bpc", "1",
+                           "--iterations", "1", "--per-class", "4", "--set", "mtt.syn_steps=2", "--set", "net_width=8",
+                           "--set", "mtt.composition=pairs"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert row["bases"] == 10 and len(row["cpu_s_per_iteration"]) == 1 and row["peak_rss_gib"] > 0
+    assert {"compose", "objective", "backward", "adversary"} <= set(row["phases_cpu_s"])
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.speed.compose_modes", "--sizes", "4", "--reps", "1"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("N=    4") == 4
