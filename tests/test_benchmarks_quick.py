@@ -102,3 +102,18 @@ def test_iteration_cost_and_compose_modes_run_tiny():
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("N=    4") == 4
+
+
+def test_speed_restrict_keeps_only_the_named_shapes_and_objectives():
+    import argparse
+
+    sys.path.insert(0, str(REPO))
+    from benchmarks.speed.cli import restrict
+    from benchmarks.speed.settings import FULL
+
+    s = restrict(FULL, ["cifar10-like"], ["dm", "mtt"], argparse.ArgumentParser())
+    assert list(s.shapes) == ["cifar10-like"] and s.objectives == {"cifar10-like": ("dm", "mtt")}
+    assert s.batch_real_checks == FULL.batch_real_checks  # the DM re-run stays
+    assert restrict(FULL, None, ["mtt"], argparse.ArgumentParser()).batch_real_checks == ()
+    with pytest.raises(SystemExit):
+        restrict(FULL, ["imagenet-like"], None, argparse.ArgumentParser())

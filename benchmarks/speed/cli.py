@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from .. import harness as H
@@ -16,7 +16,22 @@ from .objectives import part_objectives, part_threads
 from .profile import part_profile
 from .render import headline, profile_summary, render_markdown
 from .scaling import part_scaling
-from .settings import FULL, NAME, PARTS, QUICK, SECTION, TARGETS
+from .settings import FULL, NAME, PARTS, QUICK, SECTION, TARGETS, Settings
+
+def restrict(s: Settings, shapes: list[str] | None, objectives: list[str] | None, parser) -> Settings:
+    """``s`` reduced to the given data shapes and part-1 objectives (a reduced run; the section says so)."""
+    keep = shapes or list(s.shapes)
+    bad = [x for x in keep if x not in s.shapes]
+    if bad:
+        parser.error(f"unknown shapes: {', '.join(bad)}; known: {', '.join(s.shapes)}")
+    objs = {k: tuple(o for o in v if objectives is None or o in objectives) for k, v in s.objectives.items()
+            if k in keep}
+    return replace(s, shapes={k: v for k, v in s.shapes.items() if k in keep},
+                   objectives={k: v for k, v in objs.items() if v},
+                   eval_ipcs={k: v for k, v in s.eval_ipcs.items() if k in keep},
+                   batch_real_checks=tuple(c for c in s.batch_real_checks if c[0] in keep
+                                           and (objectives is None or c[1] in objectives)))
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.speed", description=STUDY_DOC.split("\n\n")[0])
@@ -24,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of: {','.join(PARTS)}")
     parser.add_argument("--from-json", type=Path, default=None,
                         help="do not measure: re-render the BENCHMARKS.md section from an earlier speed.json")
+    parser.add_argument("--shapes", default=None, help="comma-separated subset of the data shapes (e.g. cifar10-like)")
+    parser.add_argument("--objectives", default=None, help="comma-separated subset of the objectives of part 1 "
+                        "(e.g. dm,dc,mtt); also drops the batch_real re-runs of other objectives")
     args = parser.parse_args(argv)
     if args.from_json is not None:
         data = json.loads(args.from_json.read_text())
@@ -39,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = parts - set(PARTS)
     if unknown:
         parser.error(f"unknown parts: {', '.join(sorted(unknown))}")
+    if args.shapes or args.objectives:
+        s = restrict(s, args.shapes.split(",") if args.shapes else None,
+                     args.objectives.split(",") if args.objectives else None, parser)
     t0 = time.perf_counter()
     load_start = H.load_average()
     machine = H.machine_info(device)
