@@ -211,7 +211,7 @@ def render_markdown(rows: list[dict], meta: dict, prof: list[dict] | dict | None
                                          ("ratio_value", "haba / plain"), ("peak_h", "peak memory"),
                                          ("load", "load")])]
     ep_rows = [r for r in rows if r["part"] == "train_epoch"]
-    lines += ["", "### 2. Downstream training epoch: online composition vs plain tensors (and 3. peak memory)", "",
+    lines += [] if not ep_rows else ["", "### 2. Downstream training epoch: online composition vs plain tensors (and 3. peak memory)", "",
               f"One epoch of `train_on_synthetic` (SGD, batch 256, DSA on), ConvNet width {s['net_width']}, "
               f"{s['eval_epochs']} timed epochs per seed after a warm-up epoch. `plain` holds as many images as "
               "the haba set has bases (equal count per epoch; it stores fewer bytes, shown). `haba-online` "
@@ -264,7 +264,7 @@ def render_markdown(rows: list[dict], meta: dict, prof: list[dict] | dict | None
                                              ("ipc_equivalent", "IPC-eq"), ("value", "ms / iteration"),
                                              ("relative", "relative"), ("peak_h", "peak memory"), ("load", "load")])]
     co_rows = [r for r in rows if r["part"] == "compose"]
-    lines += ["", "### 5. Composition: batched no-grad vs per sample", "",
+    lines += [] if not co_rows else ["", "### 5. Composition: batched no-grad vs per sample", "",
               "Composing every basis once through a random hallucinator (one epoch's worth of images).", "",
               H.markdown_table(co_rows, [("data", "data"), ("ipc", "IPC budget"), ("images", "images"),
                                          ("stored_bytes", "stored bytes"), ("ipc_equivalent", "IPC-eq"),
@@ -275,9 +275,9 @@ def render_markdown(rows: list[dict], meta: dict, prof: list[dict] | dict | None
         if i == 0:
             lines += ["", "### 6. Profiles", "",
                       "torch.profiler (CPU activities) over one iteration after a warm-up iteration. Phases are "
-                      "`record_function` ranges that the benchmark wraps around the loop's building blocks at run "
-                      "time (haba_core's files untouched; only top-level calls counted, so a backward inside the "
-                      "adversary update counts for the adversary); shares are of the iteration's wall time."]
+                      "`record_function` ranges opened by the loop's own phase hook (`distill(phase_hook=...)`; "
+                      "one phase at a time, so a backward inside the adversary update counts for the adversary); "
+                      "shares are of the iteration's wall time."]
         lines += ["", f"**{pr.get('why', 'profiled')}: {t['shape']} {t['objective']} {t['parameterization']} "
                       f"IPC {t['ipc']}** ({pr['iteration_ms']:.0f} ms under the profiler)", "",
                   H.markdown_table(pr["phases"], [("phase", "phase"), ("cpu_ms", "CPU ms"),
