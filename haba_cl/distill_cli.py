@@ -114,7 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--net-width", type=int, help=f"ConvNet width {_by_dataset(q['net_width'], _D.net_width)}")
     g.add_argument("--net-depth", type=int, help=f"ConvNet depth {_default(_D.net_depth)}")
     g.add_argument("--buffer", metavar="DIR",
-                   help="expert trajectories for --method mtt, made by haba-buffer (default: none)")
+                   help="expert trajectories for --method mtt, made by haba-buffer (default: none). With a factorized "
+                        "set each unrolled MTT step composes its mtt.batch_syn bases (default: all) through one random "
+                        "hallucinator each, as the paper and its code; --set mtt.composition=pairs unrolls on the "
+                        "step's hallucinators_per_step x bases composed images instead (2x the work per step)")
     g.add_argument("--checkpoint-every", type=int,
                    help=f"iterations between checkpoints {_default(_D.checkpoint_every)}")
     g.add_argument("--seed", type=int, help=f"random seed {_default(_D.seed)}")

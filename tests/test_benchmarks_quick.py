@@ -47,6 +47,15 @@ def test_speed_quick_runs_and_writes_results(tmp_path):
     objectives = {r["objective"] for r in rows if r["part"] == "distill_iteration"}
     assert objectives == {"dm", "dc", "dsa", "mtt"}
     assert all("ratio_vs_plain" in r for r in rows if r["part"] in ("distill_iteration", "train_epoch"))
+    it = [r for r in rows if r["part"] == "distill_iteration"]
+    assert all(r["it_per_s"] > 0 and r["peak_bytes"] is not None for r in it)
+    mtt = {r["variant"]: r for r in it if r["objective"] == "mtt" and r["batch_real"] == meta["settings"]["batch_real"]}
+    assert set(mtt) == {"plain", "haba", "haba, pairs (2 h/step, old default)"}
+    # per unrolled step: one image per basis (the reference's work) vs the pairs of 2 hallucinators
+    assert mtt["haba, pairs (2 h/step, old default)"]["images_per_step"] == 2 * mtt["haba"]["images_per_step"]
+    # phases come from the loop's phase hook (no patching): L_DD and the adversary are both seen
+    labels = {p["phase"][0] for pr in meta["profile"] for p in pr["phases"]}
+    assert {"①", "②", "④"} <= labels
     text = md.read_text()
     assert "<!-- speed:begin -->" in text and "<!-- speed:end -->" in text and "## Speed" in text
     print(f"speed --quick took {elapsed:.1f} s")
@@ -76,3 +85,34 @@ def test_harness_helpers(tmp_path):
     path = H.write_results("demo", [{"a": 1}], {"k": "v"}, tmp_path / "out")
     data = json.loads(path.read_text())
     assert data["rows"] == [{"a": 1}] and data["meta"]["k"] == "v" and "command" in data["meta"]
+
+
+def test_iteration_cost_and_compose_modes_run_tiny():
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.speed.iteration_cost", "--objective", "mtt", "--bpc", "1",
+                           "--iterations", "1", "--per-class", "4", "--set", "mtt.syn_steps=2", "--set", "net_width=8",
+                           "--set", "mtt.composition=pairs"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    row = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert row["bases"] == 10 and len(row["cpu_s_per_iteration"]) == 1 and row["peak_rss_gib"] > 0
+    assert {"compose", "objective", "backward", "adversary"} <= set(row["phases_cpu_s"])
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.speed.compose_modes", "--sizes", "4", "--reps", "1"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("N=    4") == 4
+
+
+def test_speed_restrict_keeps_only_the_named_shapes_and_objectives():
+    import argparse
+
+    sys.path.insert(0, str(REPO))
+    from benchmarks.speed.cli import restrict
+    from benchmarks.speed.settings import FULL
+
+    s = restrict(FULL, ["cifar10-like"], ["dm", "mtt"], argparse.ArgumentParser())
+    assert list(s.shapes) == ["cifar10-like"] and s.objectives == {"cifar10-like": ("dm", "mtt")}
+    assert s.batch_real_checks == FULL.batch_real_checks  # the DM re-run stays
+    assert restrict(FULL, None, ["mtt"], argparse.ArgumentParser()).batch_real_checks == ()
+    with pytest.raises(SystemExit):
+        restrict(FULL, ["imagenet-like"], None, argparse.ArgumentParser())

@@ -27,8 +27,13 @@ def has_checkpoint(directory: str | Path | None) -> bool:
     return directory is not None and (Path(directory) / "state.json").exists()
 
 
+# fields added to DistillConfig after checkpoints were written, with the value those checkpoints ran with
+ADDED_SINCE = {"adversary_every": 1}
+
+
 def check_compatible(saved: dict[str, Any], current: dict[str, Any]) -> None:
     """Refuse to resume with a configuration that changes the result."""
+    saved = {**ADDED_SINCE, **saved}  # checkpoints older than a field ran with the value that reproduces them
     diffs = sorted(k for k in set(saved) | set(current)
                    if k not in RESUMABLE_DIFFERENCES and saved.get(k) != current.get(k))
     if diffs:

@@ -35,6 +35,8 @@ class DistillConfig:
     ``adversary_momentum`` 0.9 and DSA on its inputs when the run uses DSA (``adversary_dsa``) — the paper
     states neither, the authors' code uses both — and L_cos / L_con normalised by 1/|H'|² over ordered pairs
     as in Eq. 3/5 (``contrastive_normalization="paper"``; "mean" averages over pairs, 2× at |H'| = 2).
+    ``adversary_every`` k > 1 (an option of this toolkit, not the paper) runs L_cos and the adversary update only
+    on iterations 0, k, 2k, …: the adversary costs ~1/k of its per-iteration time (BENCHMARKS.md, speed section).
     """
 
     objective: str = "dm"
@@ -67,6 +69,7 @@ class DistillConfig:
     hallucinator_optimizer: str = "sgd"
     lr_adversary: float = 0.001
     adversary_steps: int = 1
+    adversary_every: int = 1
     adversary_order: str = "after"
     adversary_momentum: float = 0.9
     adversary_dsa: bool = True
@@ -101,8 +104,8 @@ class DistillConfig:
             raise ConfigError(f"basis_init must be real|noise|herding, got {self.basis_init!r}")
         if self.hallucinator_optimizer not in ("sgd", "adam"):
             raise ConfigError("hallucinator_optimizer must be sgd|adam")
-        if self.hallucinators_per_step < 1 or self.adversary_steps < 0:
-            raise ConfigError("hallucinators_per_step must be >= 1 and adversary_steps >= 0")
+        if self.hallucinators_per_step < 1 or self.adversary_steps < 0 or self.adversary_every < 1:
+            raise ConfigError("hallucinators_per_step and adversary_every must be >= 1 and adversary_steps >= 0")
         if self.hallucinator_pairing not in ("shared", "per_basis"):
             raise ConfigError(f"hallucinator_pairing must be shared|per_basis, got {self.hallucinator_pairing!r}")
         for name, allowed in (("hallucinator_lr_rule", ("paper", "dm-scaled")), ("adversary_order", ("after", "before")),

@@ -25,6 +25,7 @@ from ..preprocess import Preprocessor
 from ..runtime import resolve_device
 from .checkpoint import check_compatible, has_checkpoint, load_checkpoint, save_checkpoint
 from .config import DistillConfig
+from .phases import PhaseHook, PhaseSequence
 
 StepCallback = Callable[[int, dict[str, float]], None]
 
@@ -129,7 +130,8 @@ def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
             on_step: StepCallback | None = None, network_init: dict[str, Tensor] | None = None,
             trajectories: list[Tensor] | None = None, preprocessor: Preprocessor | None = None,
             should_stop: Callable[[], bool] | None = None,
-            observe: Callable[[int, float, SyntheticSet], None] | None = None) -> FactorizedDataset:
+            observe: Callable[[int, float, SyntheticSet], None] | None = None,
+            phase_hook: PhaseHook | None = None) -> FactorizedDataset:
     """Distil ``train`` into a :class:`FactorizedDataset` (paper Alg. 1 with the chosen L_DD).
 
     ``resume`` continues from ``config.checkpoint_dir`` (bit-identical on CPU). ``on_step(it, losses)``
@@ -139,7 +141,8 @@ def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
     When ``should_stop()`` turns true (e.g. after Ctrl-C) the run checkpoints after the current iteration
     and raises :class:`DistillationInterrupted`. ``observe(iterations_done, seconds_spent, synthetic)`` sees
     the synthetic set after every iteration (e.g. to snapshot learning curves; time spent there is not
-    counted as iteration time).
+    counted as iteration time). ``phase_hook(name)`` wraps each phase of every iteration (see
+    :mod:`haba_core.distillation.phases`) for timing and profiling.
     """
     config.validate()
     device = resolve_device(config.device)
@@ -210,7 +213,12 @@ def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
     iter_times: list[float] = []
     for it in range(start, config.iterations):
         t_it = time.perf_counter()
-        losses = _step(config, synth, objective, adversary, optimizers, generator, all_bases, n_h, device, dsa)
+        phases = PhaseSequence(phase_hook)
+        try:
+            losses = _step(config, synth, objective, adversary if it % config.adversary_every == 0 else None,
+                           optimizers, generator, all_bases, n_h, device, dsa, phases)
+        finally:
+            phases.close()
         if not all(math.isfinite(v) for v in losses.as_dict().values()):
             raise NonFiniteLossError(
                 f"non-finite loss at iteration {it} ({losses.as_dict()}); "
@@ -256,11 +264,22 @@ def _compose_per_basis(synth: SyntheticSet, basis_idx: Tensor, k: int, n_h: int,
     return synth.compose(b, h), synth.labels[b], b, h
 
 
+def _per_step_draw(synth: SyntheticSet, basis_idx: Tensor, n_h: int, generator: torch.Generator):
+    """MTT's per-step composition (the paper): the step's bases, each through one freshly drawn hallucinator."""
+    def draw(idx: Tensor) -> tuple[Tensor, Tensor]:
+        b = basis_idx[idx]
+        h = torch.randint(n_h, (b.numel(),), generator=generator).to(b.device)
+        return synth.compose(b, h), synth.labels[b]
+    return draw
+
+
 def _step(config: DistillConfig, synth: SyntheticSet, objective: Objective, adversary: Adversary | None,
           optimizers: list[torch.optim.Optimizer], generator: torch.Generator, all_bases: Tensor, n_h: int,
-          device: torch.device, dsa: DSA | None = None) -> StepLosses:
+          device: torch.device, dsa: DSA | None = None, phases: PhaseSequence | None = None) -> StepLosses:
     """One iteration (Alg. 1): compose pairs, L_S = λ_DD·L_DD + λ_cos·L_cos, update S, then update F on the
     same pairs recomposed by the updated S (``adversary_order="after"``) or on the pre-update images."""
+    phases = phases or PhaseSequence(None)
+    phases.enter("compose")
     augment = None
     if dsa is not None and config.adversary_dsa:
         def augment(x: Tensor) -> Tensor:
@@ -279,10 +298,17 @@ def _step(config: DistillConfig, synth: SyntheticSet, objective: Objective, adve
         else:
             hall_idx = torch.zeros(1, dtype=torch.long, device=device)
         images, labels, b_idx, h_idx = synth.compose_pairs(basis_idx, hall_idx)
-    l_dd = objective.loss(images, labels, generator) if config.lambda_dd else images.new_zeros(())
+    phases.enter("objective")
+    if not config.lambda_dd:
+        l_dd = images.new_zeros(())
+    elif n_h > 0 and isinstance(objective, MTTObjective) and objective.config.composition == "per_step":
+        l_dd = objective.unrolled_loss(_per_step_draw(synth, basis_idx, n_h, generator), basis_idx.numel(), generator)
+    else:
+        l_dd = objective.loss(images, labels, generator)
     loss = config.lambda_dd * l_dd
     l_cos = images.new_zeros(())
     if adversary is not None and config.lambda_cos and n_h > 1 and min(config.hallucinators_per_step, n_h) > 1:
+        phases.enter("cosine")
         for p in adversary.network.parameters():
             p.requires_grad_(False)
         adversary.network.eval()
@@ -294,12 +320,15 @@ def _step(config: DistillConfig, synth: SyntheticSet, objective: Objective, adve
     for opt in optimizers:
         opt.zero_grad(set_to_none=True)
     if loss.requires_grad:
+        phases.enter("backward")
         loss.backward()
+        phases.enter("optimizer")
         for opt in optimizers:
             opt.step()
         objective.after_step()
     adv_loss = 0.0
     if adversary is not None and config.adversary_steps:
+        phases.enter("adversary")
         adv_images = images.detach()
         if config.adversary_order == "after":
             with torch.no_grad():
@@ -310,5 +339,7 @@ def _step(config: DistillConfig, synth: SyntheticSet, objective: Objective, adve
     def sample() -> tuple[Tensor, Tensor]:
         return synth.sample_epoch(generator)
 
+    phases.enter("after_update")
     objective.after_update(sample, generator)
+    phases.close()
     return StepLosses(float(l_dd.detach()), float(l_cos.detach()), adv_loss)

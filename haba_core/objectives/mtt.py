@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +22,14 @@ class MTTConfig:
     """``syn_steps`` N unrolled student steps, ``expert_epochs`` M expert epochs to match, start epochs
     drawn below ``max_start_epoch``; ``lr_init`` initial synthetic lr α; ``lr_lr`` its learning rate (α itself
     is the parameter, stepped by SGD with momentum 0.5 as in MTT, then clamped at ``lr_min`` so it stays
-    positive); ``batch_syn`` synthetic minibatch per unrolled step (None = all)."""
+    positive); ``batch_syn`` synthetic minibatch per unrolled step (None = all).
+
+    ``composition`` sets the work of one unrolled step for factorized (HaBa) sets. ``"per_step"`` (the
+    paper and its reference code; the default): every unrolled step draws ``batch_syn`` bases (None = all
+    B bases) and composes each through one freshly drawn random hallucinator, so a step trains on B images.
+    ``"pairs"`` (this toolkit's behaviour before issue 19): the step's |H'|·B composed pairs are made once
+    and every unrolled step trains on ``batch_syn`` of them (None = all |H'|·B images: twice the work per
+    step at ``hallucinators_per_step`` 2). Plain sets are unaffected."""
 
     buffer: str | None = None
     syn_steps: int = 20
@@ -31,6 +39,13 @@ class MTTConfig:
     lr_lr: float = 1e-5
     lr_min: float = 1e-4
     batch_syn: int | None = None
+    composition: str = "per_step"
+
+
+COMPOSITIONS = ("per_step", "pairs")
+
+# draw(idx) -> (images, labels) of the unrolled step's minibatch ``idx`` (indices in 0..n-1)
+StepDraw = Callable[[Tensor], tuple[Tensor, Tensor]]
 
 
 class MTTObjective(Objective):
@@ -63,6 +78,8 @@ class MTTObjective(Objective):
         if not (self.config.lr_init > 0 and 0 < self.config.lr_min <= self.config.lr_init):
             raise ConfigError(f"mtt.lr_init ({self.config.lr_init}) and mtt.lr_min ({self.config.lr_min}) must be "
                               "positive with lr_min <= lr_init")
+        if self.config.composition not in COMPOSITIONS:
+            raise ConfigError(f"mtt.composition must be {'|'.join(COMPOSITIONS)}, got {self.config.composition!r}")
         self.syn_lr = nn.Parameter(torch.tensor(float(self.config.lr_init), device=ctx.device))
         for p in self.net.parameters():
             p.requires_grad_(False)
@@ -80,7 +97,13 @@ class MTTObjective(Objective):
         return self.syn_lr
 
     def loss(self, images: Tensor, labels: Tensor, generator: torch.Generator) -> Tensor:
-        device = images.device
+        """Unroll on minibatches of the given (already composed) ``images``."""
+        return self.unrolled_loss(lambda idx: (images[idx], labels[idx]), images.shape[0], generator)
+
+    def unrolled_loss(self, draw: StepDraw, n: int, generator: torch.Generator) -> Tensor:
+        """The matching loss with each unrolled step's minibatch made by ``draw`` from ``batch_syn`` (or all
+        ``n``) random indices — ``draw`` may compose them afresh (``composition="per_step"``)."""
+        device = self.ctx.device
         e = int(torch.randint(len(self.trajectories), (1,), generator=generator))
         t = int(torch.randint(self.max_start, (1,), generator=generator))
         traj = self.trajectories[e]
@@ -88,16 +111,15 @@ class MTTObjective(Objective):
         target = traj[t + self.config.expert_epochs].to(device)
         params = start.clone().requires_grad_(True)
         lr = self.lr
-        n = images.shape[0]
         batch = self.config.batch_syn or n
         self.net.train()
         for _ in range(self.config.syn_steps):
             idx = torch.randperm(n, generator=generator)[:batch].to(device)
-            x = images[idx]
+            x, y = draw(idx)
             if self.ctx.dsa is not None:
                 x = self.ctx.dsa(x, generator=generator)
             out = functional_call(self.net, self._unflatten(params), (x,))
-            ce = F.cross_entropy(out, labels[idx])
+            ce = F.cross_entropy(out, y)
             (grad,) = torch.autograd.grad(ce, params, create_graph=True)
             params = params - lr * grad
         num = ((params - target) ** 2).sum()
