@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from haba_core import DistillConfig, distill
+from haba_core import DistillConfig, distill, objective_spec
 from haba_core.distillation import PhaseClock
 
 from .common import fake_trajectories, random_dataset
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.set:
         _set(cfg, item)
     train = random_dataset((3, 32, 32), args.per_class, 0)
-    traj = fake_trajectories(cfg, train, torch.device("cpu"), 0) if cfg.objective == "mtt" else None
+    traj = fake_trajectories(cfg, train, torch.device("cpu"), 0) if objective_spec(cfg.objective).needs_trajectories else None
     clock, stamps = PhaseClock(), []
 
     def hook(name: str):

@@ -6,6 +6,8 @@ from dataclasses import replace
 
 import torch
 
+from haba_core import objective_spec
+
 from .. import harness as H
 from .common import base_config, composed_per_step, describe_fd, fake_trajectories, random_dataset, time_distillation
 from .settings import Settings
@@ -40,7 +42,7 @@ def measure_variants(s: Settings, device: torch.device, seeds: list[int], log, s
         seed_time = {}
         for label, param, overrides in variants:
             cfg = base_config(s, device, objective=objective, parameterization=param, ipc=ipc, seed=seed, **overrides)
-            traj = fake_trajectories(cfg, train, device, seed) if objective == "mtt" else None
+            traj = fake_trajectories(cfg, train, device, seed) if objective_spec(objective).needs_trajectories else None
             r = time_distillation(train, cfg, device, s.timed_iterations, trajectories=traj)
             x = rec[label]
             x["times"].append(sum(r["times"]) / len(r["times"]))

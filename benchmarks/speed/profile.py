@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from haba_core import objective_spec
+
 from .common import base_config, fake_trajectories, random_dataset, time_distillation
 from .settings import Settings
 
@@ -47,7 +49,7 @@ def profile_one(s: Settings, device: torch.device, slowest: dict, why: str, log)
     train = random_dataset(shape, s.per_class, 0, name=slowest["shape"])
     cfg = base_config(s, device, objective=slowest["objective"], parameterization=slowest["parameterization"],
                       ipc=slowest["ipc"], seed=0)
-    traj = fake_trajectories(cfg, train, device, 0) if cfg.objective == "mtt" else None
+    traj = fake_trajectories(cfg, train, device, 0) if objective_spec(cfg.objective).needs_trajectories else None
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     # step 0 = set-up + warm-up iteration (not recorded), step 1 = the profiled iteration
     prof = profile(activities=activities, schedule=schedule(wait=0, warmup=1, active=1, repeat=1),

@@ -21,6 +21,7 @@ from ..factorization import SyntheticSet
 from ..factorized_dataset import FactorizedDataset
 from ..networks import get_network
 from ..objectives import Objective, ObjectiveContext, RealPool, objective_spec, seeded_network
+from ..objectives.mtt import MTTObjective  # composes its own images per unrolled step (mtt.composition)
 from ..preprocess import Preprocessor
 from ..runtime import resolve_device
 from .checkpoint import check_compatible, has_checkpoint, load_checkpoint, save_checkpoint
