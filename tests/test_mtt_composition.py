@@ -80,3 +80,18 @@ def test_both_compositions_learn_and_differ(buffer):
 def test_unknown_composition_is_a_config_error(buffer):
     with pytest.raises(ConfigError, match="mtt.composition"):
         distill(separable_dataset(), mtt_config(buffer, "everything"))
+
+
+def test_per_step_shared_draws_one_hallucinator_for_all_bases_of_a_step(monkeypatch, buffer):
+    g = torch.Generator().manual_seed(3)
+    synth = SyntheticSet(torch.randn(6, 3, 8, 8), torch.arange(3).repeat(2), (3, 8, 8), 3, num_hallucinators=4,
+                         generator=g)
+    basis_idx = torch.arange(6)
+    with torch.no_grad():
+        for _ in range(5):
+            images, _ = _per_step_draw(synth, basis_idx, 4, g, shared=True)(torch.arange(6))
+            matches = [torch.allclose(images, synth.compose(basis_idx, torch.full((6,), j)), atol=1e-5)
+                       for j in range(4)]
+            assert sum(matches) == 1
+    sizes, bases = step_batch_sizes(monkeypatch, buffer, "per_step_shared")
+    assert set(sizes) == {bases}  # the same work per step as per_step

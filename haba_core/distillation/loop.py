@@ -21,7 +21,7 @@ from ..factorization import SyntheticSet
 from ..factorized_dataset import FactorizedDataset
 from ..networks import get_network
 from ..objectives import Objective, ObjectiveContext, RealPool, objective_spec, seeded_network
-from ..objectives.mtt import MTTObjective  # composes its own images per unrolled step (mtt.composition)
+from ..objectives.mtt import PER_STEP_COMPOSITIONS, MTTObjective  # composes its own images per unrolled step (mtt.composition)
 from ..preprocess import Preprocessor
 from ..runtime import resolve_device
 from .checkpoint import check_compatible, has_checkpoint, load_checkpoint, save_checkpoint
@@ -265,12 +265,14 @@ def _compose_per_basis(synth: SyntheticSet, basis_idx: Tensor, k: int, n_h: int,
     return synth.compose(b, h), synth.labels[b], b, h
 
 
-def _per_step_draw(synth: SyntheticSet, basis_idx: Tensor, n_h: int, generator: torch.Generator):
-    """MTT's per-step composition (the paper): the step's bases, each through one freshly drawn hallucinator."""
+def _per_step_draw(synth: SyntheticSet, basis_idx: Tensor, n_h: int, generator: torch.Generator,
+                   shared: bool = False):
+    """MTT's per-step composition (the paper): the step's bases, each through one freshly drawn hallucinator
+    (``shared``: one hallucinator drawn for all of them, as the public code derived from the paper's)."""
     def draw(idx: Tensor) -> tuple[Tensor, Tensor]:
         b = basis_idx[idx]
-        h = torch.randint(n_h, (b.numel(),), generator=generator).to(b.device)
-        return synth.compose(b, h), synth.labels[b]
+        h = torch.randint(n_h, (1 if shared else b.numel(),), generator=generator).expand(b.numel())
+        return synth.compose(b, h.to(b.device)), synth.labels[b]
     return draw
 
 
@@ -302,8 +304,9 @@ def _step(config: DistillConfig, synth: SyntheticSet, objective: Objective, adve
     phases.enter("objective")
     if not config.lambda_dd:
         l_dd = images.new_zeros(())
-    elif n_h > 0 and isinstance(objective, MTTObjective) and objective.config.composition == "per_step":
-        l_dd = objective.unrolled_loss(_per_step_draw(synth, basis_idx, n_h, generator), basis_idx.numel(), generator)
+    elif n_h > 0 and isinstance(objective, MTTObjective) and objective.config.composition in PER_STEP_COMPOSITIONS:
+        draw = _per_step_draw(synth, basis_idx, n_h, generator, shared=objective.config.composition == "per_step_shared")
+        l_dd = objective.unrolled_loss(draw, basis_idx.numel(), generator)
     else:
         l_dd = objective.loss(images, labels, generator)
     loss = config.lambda_dd * l_dd

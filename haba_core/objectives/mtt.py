@@ -29,7 +29,9 @@ class MTTConfig:
     B bases) and composes each through one freshly drawn random hallucinator, so a step trains on B images.
     ``"pairs"`` (this toolkit's behaviour before issue 19): the step's |H'|·B composed pairs are made once
     and every unrolled step trains on ``batch_syn`` of them (None = all |H'|·B images: twice the work per
-    step at ``hallucinators_per_step`` 2). Plain sets are unaffected."""
+    step at ``hallucinators_per_step`` 2). ``"per_step_shared"``: as ``"per_step"`` but one random
+    hallucinator for all bases of a step — the draw of the public code derived from the paper's (the paper
+    itself does not say; same work per step as ``"per_step"``). Plain sets are unaffected."""
 
     buffer: str | None = None
     syn_steps: int = 20
@@ -42,7 +44,9 @@ class MTTConfig:
     composition: str = "per_step"
 
 
-COMPOSITIONS = ("per_step", "pairs")
+COMPOSITIONS = ("per_step", "per_step_shared", "pairs")
+#: the compositions that compose afresh in every unrolled step (one hallucination per basis per step)
+PER_STEP_COMPOSITIONS = ("per_step", "per_step_shared")
 
 # draw(idx) -> (images, labels) of the unrolled step's minibatch ``idx`` (indices in 0..n-1)
 StepDraw = Callable[[Tensor], tuple[Tensor, Tensor]]
