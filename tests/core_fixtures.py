@@ -37,3 +37,14 @@ def tiny_config(**overrides) -> DistillConfig:
     cfg.dc.inner_loop = 1
     cfg.dc.batch_train = 16
     return cfg
+
+
+def expert_buffer(out) -> None:
+    """Two 3-epoch expert trajectories on :func:`separable_dataset` (normalised, no DSA) written to ``out``."""
+    from haba_core import ExpertConfig, train_experts
+    from haba_core.distillation import network_factory
+
+    data = separable_dataset()
+    x = (data.images - torch.tensor(data.mean).view(1, -1, 1, 1)) / torch.tensor(data.std).view(1, -1, 1, 1)
+    train_experts(x, data.labels, network_factory(tiny_config(), data.image_shape, 4, torch.device("cpu")), out,
+                  ExpertConfig(num_experts=2, epochs=3, dsa=False), {})

@@ -3,23 +3,18 @@
 import pytest
 import torch
 
-from haba_core import ConfigError, ExpertConfig, distill, train_experts
-from haba_core.distillation import network_factory
+from haba_core import ConfigError, distill
 from haba_core.distillation.loop import _per_step_draw
 from haba_core.factorization import SyntheticSet
 from haba_core.objectives import mtt as mtt_mod
 
-from core_fixtures import separable_dataset, tiny_config
+from core_fixtures import expert_buffer, separable_dataset, tiny_config
 
 
 @pytest.fixture(scope="module")
 def buffer(tmp_path_factory):
-    data = separable_dataset()
-    cfg = tiny_config()
     out = tmp_path_factory.mktemp("mtt-buffer")
-    x = (data.images - torch.tensor(data.mean).view(1, -1, 1, 1)) / torch.tensor(data.std).view(1, -1, 1, 1)
-    train_experts(x, data.labels, network_factory(cfg, data.image_shape, 4, torch.device("cpu")), out,
-                  ExpertConfig(num_experts=2, epochs=3, dsa=False), {})
+    expert_buffer(out)
     return out
 
 
