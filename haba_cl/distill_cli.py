@@ -135,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("output")
     g.add_argument("--json", action="store_true", help="print metrics.json to stdout and nothing else (default: off)")
     g.add_argument("--quiet", "-q", action="store_true", help="no progress bars or messages (default: off)")
+    g.add_argument("--no-images", action="store_true",
+                   help="write no bases.png / hallucinated.png (saves seconds per run; default: write them)")
     g.add_argument("--threads", type=int,
                    help=f"CPU threads for PyTorch {_by_dataset(q['threads'], 'PyTorch default')}")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -394,13 +396,15 @@ def run(args: argparse.Namespace, argv: list[str], flag: StopFlag, holder: dict[
 
     def write(tmp: Path) -> None:
         result.save(tmp)
-        images.save_bases(result, tmp / "bases.png")
-        images.save_hallucinated(result, tmp / "hallucinated.png")
+        if not args.no_images:
+            images.save_bases(result, tmp / "bases.png")
+            images.save_hallucinated(result, tmp / "hallucinated.png")
         write_json(tmp / "metrics.json", metrics)
         if base is not None:
             bdir = tmp / BASELINE_DIR[cfg.parameterization]
             base.save(bdir)
-            images.save_bases(base, bdir / "bases.png")
+            if not args.no_images:
+                images.save_bases(base, bdir / "bases.png")
             write_json(bdir / "metrics.json", base_metrics)
 
     run_dir.finish(write)

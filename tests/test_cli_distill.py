@@ -276,7 +276,16 @@ def test_eval_runs_zero_skips_evaluation(tmp_path, monkeypatch):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["runs"] == 0 and metrics["accuracies"] == [] and metrics["accuracy_mean"] is None
     assert FactorizedDataset.load(out).synthetic.num_bases > 0
+    assert (out / "bases.png").is_file()
     assert_clean_error(run_main(main, [*TINY, "--eval-runs", "-1", "--out", str(tmp_path / "o2")]), "eval_runs")
+
+
+def test_no_images_writes_the_result_without_pngs(tmp_path):
+    out = tmp_path / "out"
+    ran = run_main(main, [*TINY, "--eval-runs", "0", "--compare", "--no-images", "--out", str(out)])
+    assert ran.code == 0, ran.err
+    assert not list(out.rglob("*.png"))
+    assert FactorizedDataset.load(out).synthetic.num_bases > 0 and (out / "metrics.json").is_file()
 
 
 def test_one_run_prints_no_zero_spread():
