@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -269,6 +270,18 @@ class HallucinatorBank(nn.Module):
     def _act(self, x: Tensor) -> Tensor:
         return F.relu(x) if self.config.activation == "relu" else x
 
+    def _decode(self, x: Tensor, jc, conv: Callable[..., Tensor]) -> Tensor:
+        """The decoder after σ·x + μ, with decoder weights ``[jc]`` applied by ``conv(x, w, b, transposed, **kw)``."""
+        depth = self.config.depth
+        for k in range(depth):
+            w, b = getattr(self, f"dec_w{k}")[jc], getattr(self, f"dec_b{k}")[jc]
+            if self.config.pyramid and k < depth - 1:
+                x = F.interpolate(x, size=self._level_sizes[depth - 2 - k], mode="bilinear", align_corners=False)
+            x = conv(x, w, b, True) if self.config.padding == "valid" else conv(x, w, b, False, padding=1)
+            if k < depth - 1:
+                x = self._act(x)
+        return x
+
     def single(self, x: Tensor, j: int) -> Tensor:
         """Run hallucinator ``j`` on a batch ``x`` (N, c', h', w')."""
         pad = 1 if self.config.padding == "same" else 0
@@ -281,18 +294,7 @@ class HallucinatorBank(nn.Module):
         if tuple(sigma.shape[-2:]) != tuple(x.shape[-2:]):
             both = F.interpolate(torch.stack([sigma, mu]), size=x.shape[-2:], mode="bilinear", align_corners=False)
             sigma, mu = both[0], both[1]
-        x = sigma * x + mu
-        for k in range(depth):
-            w, b = getattr(self, f"dec_w{k}")[jc], getattr(self, f"dec_b{k}")[jc]
-            if pyramid and k < depth - 1:
-                x = F.interpolate(x, size=self._level_sizes[depth - 2 - k], mode="bilinear", align_corners=False)
-            if self.config.padding == "valid":
-                x = F.conv_transpose2d(x, w, b)
-            else:
-                x = F.conv2d(x, w, b, padding=1)
-            if k < depth - 1:
-                x = self._act(x)
-        return x
+        return self._decode(sigma * x + mu, jc, _dense_conv)
 
     def grouped(self, x: Tensor, index: Tensor) -> Tensor:
         """Compose ``x[i]`` with hallucinator ``index[i]`` in one grouped convolution per layer (groups = N).
@@ -317,18 +319,7 @@ class HallucinatorBank(nn.Module):
         if tuple(sigma.shape[-2:]) != tuple(x.shape[-2:]):
             both = F.interpolate(torch.cat([sigma, mu]), size=x.shape[-2:], mode="bilinear", align_corners=False)
             sigma, mu = both[:n], both[n:]
-        x = sigma * x + mu
-        for k in range(depth):
-            w, b = getattr(self, f"dec_w{k}")[jc], getattr(self, f"dec_b{k}")[jc]
-            if pyramid and k < depth - 1:
-                x = F.interpolate(x, size=self._level_sizes[depth - 2 - k], mode="bilinear", align_corners=False)
-            if self.config.padding == "valid":
-                x = conv(x, w, b, True)
-            else:
-                x = conv(x, w, b, False, padding=1)
-            if k < depth - 1:
-                x = self._act(x)
-        return x
+        return self._decode(sigma * x + mu, jc, conv)
 
     def forward(self, x: Tensor, index: Tensor | int) -> Tensor:
         """Compose ``x[i]`` with hallucinator ``index[i]`` (a tensor, or one int for the whole batch)."""
@@ -444,3 +435,8 @@ def bank_parameter_count(count: int, in_channels: int, out_channels: int, size: 
     config.validate()
     affine, codec = _affine_and_codec(in_channels, out_channels, size, config)
     return count * affine + (codec if config.shared_codec else count * codec)
+
+
+def _dense_conv(x: Tensor, w: Tensor, b: Tensor, transposed: bool, **kw) -> Tensor:
+    """One hallucinator's (de)convolution: ``conv_transpose2d`` when ``transposed``, else ``conv2d``."""
+    return (F.conv_transpose2d if transposed else F.conv2d)(x, w, b, **kw)
