@@ -6,6 +6,7 @@ Depends only on torch, torchvision, kornia, numpy and safetensors.
 from .adversary import Adversary, pairwise_cosine_loss, supervised_contrastive_loss
 from .augment import DSA, DSAConfig
 from .atomic import write_json, write_safetensors
+from .json_document import read_json_document
 from .budget import BYTES_PER_NUMBER, Plan, StorageReport, basis_shape_for, plan_budget, storage_of
 from .collection import FactorizedCollection, save_parts
 from .config_layers import check_table, merge_layers, parse_set
@@ -38,6 +39,7 @@ __all__ = [
     # helpers the adapters (strategies, federated) and haba_cl share
     "canonical_dataset_name", "default_recipe_for", "test_accuracy", "train_on_synthetic", "active_loss_terms",
     "shown_losses", "BYTES_PER_NUMBER", "basis_shape_for", "storage_of", "save_parts", "write_json",
+    "read_json_document",
     "write_safetensors", "resolve_device",
     # configuration layering (one --set syntax everywhere)
     "check_table", "merge_layers", "parse_set",

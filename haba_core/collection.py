@@ -6,7 +6,6 @@ client. ``FactorizedCollection`` trains on all of them at once with online compo
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,6 +16,7 @@ from .budget import StorageReport
 from .atomic import write_json
 from .errors import ConfigError, FormatError
 from .factorized_dataset import FactorizedDataset
+from .json_document import read_json_document
 
 COLLECTION_FILE = "collection.json"
 COLLECTION_FORMAT = "haba-factorized-collection"
@@ -87,14 +87,10 @@ class FactorizedCollection:
         """Load a saved collection (every part validated by :meth:`FactorizedDataset.load`)."""
         directory = Path(directory)
         path = directory / COLLECTION_FILE
-        if not path.is_file():
-            raise FormatError(f"{directory} is not a factorized collection: {COLLECTION_FILE} is missing")
+        doc = read_json_document(path, COLLECTION_FORMAT, "a factorized collection")
         try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-            if doc.get("format") != COLLECTION_FORMAT:
-                raise FormatError(f"{path} does not describe a {COLLECTION_FORMAT}")
             dirs = [str(p["dir"]) for p in doc["parts"]]
-        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, KeyError, TypeError) as exc:
+        except (AttributeError, KeyError, TypeError) as exc:
             raise FormatError(f"{path} is not a valid collection description ({exc})") from None
         if not 0 < len(dirs) <= MAX_PARTS or any(Path(d).name != d or d in ("", ".", "..") for d in dirs):
             raise FormatError(f"{path}: parts must be 1..{MAX_PARTS} plain sub-directory names")

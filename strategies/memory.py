@@ -32,7 +32,6 @@ images (more distilled bases than real images would add nothing); its unused sha
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from contextlib import contextmanager
@@ -45,8 +44,8 @@ import torch
 from torch import Tensor
 
 from haba_core import (BYTES_PER_NUMBER, BudgetError, ConfigError, FactorizedCollection, FactorizedDataset,
-                       FormatError, HallucinatorConfig, StorageReport, basis_shape_for, save_parts, storage_of,
-                       write_json)
+                       FormatError, HallucinatorConfig, StorageReport, basis_shape_for, read_json_document, save_parts,
+                       storage_of, write_json)
 
 MEMORY_FORMAT = "haba-cl-memory"
 MEMORY_FORMAT_VERSION = 1
@@ -409,14 +408,7 @@ class FactorizedMemory:
         """Load a saved memory, checking its format and that it is within its budget."""
         directory = Path(directory)
         path = directory / MEMORY_FILE
-        if not path.is_file():
-            raise FormatError(f"{directory} is not a saved HaBa replay memory: {MEMORY_FILE} is missing")
-        try:
-            meta = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise FormatError(f"{path} is not valid JSON ({exc})") from exc
-        if meta.get("format") != MEMORY_FORMAT:
-            raise FormatError(f"{path} does not describe a {MEMORY_FORMAT}")
+        meta = read_json_document(path, MEMORY_FORMAT, "a saved HaBa replay memory")
         if int(meta.get("format_version", 0)) > MEMORY_FORMAT_VERSION:
             raise FormatError(f"{directory} was written by a newer toolkit")
         try:
