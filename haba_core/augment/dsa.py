@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError, UnknownNameError
-from .ops import GROUPS, OPS
+from .ops import GROUPS, HOST_UNIFORMS, OPS
 
 
 @dataclass
@@ -92,7 +92,7 @@ class DSA:
         if params.batch_size not in (1, x.shape[0]):
             raise ValueError(f"DSA params for batch size {params.batch_size} cannot apply to a batch of {x.shape[0]}")
         for op in params.ops:
-            u = params.values[op].to(x.device)
+            u = params.values[op] if op in HOST_UNIFORMS else params.values[op].to(x.device)
             x = OPS[op][0](x, u, self.config)
         return x
 

@@ -1,7 +1,8 @@
 """Differentiable DSA ops (ParamDiffAug of the DC/DSA/DM/MTT code) driven by pre-sampled uniforms.
 
 Each op takes the image batch ``x`` (N×C×H×W), a tensor ``u`` of uniforms in [0, 1) with first dimension
-``n`` (1 = shared by every sample, else n == N) already on ``x``'s device, and the :class:`DSAConfig`.
+``n`` (1 = shared by every sample, else n == N) already on ``x``'s device (left on the host for the ops in
+``HOST_UNIFORMS``, which read them as Python numbers), and the :class:`DSAConfig`.
 Sizes that depend on the image (shifts, cutout offsets) are derived from ``u`` here, so one set of
 parameters applies to batches of any image size.
 """
@@ -48,7 +49,8 @@ def crop(x: Tensor, u: Tensor, cfg) -> Tensor:
     tx = _shift(u[:, 0], H, cfg.ratio_crop_pad)
     ty = _shift(u[:, 1], W, cfg.ratio_crop_pad)
     if n == 1:  # one shared shift (siamese DSA): pad and slice, whose backward is deterministic on CUDA too
-        return _translate(x, int(tx), int(ty))
+        return _translate(x, int(tx), int(ty))  # u stays on the host (HOST_UNIFORMS): no device sync
+    tx, ty = tx.to(x.device), ty.to(x.device)
     rows = (torch.arange(H, device=x.device).unsqueeze(0) + tx.unsqueeze(1) + 1).clamp(0, H + 1)
     cols = (torch.arange(W, device=x.device).unsqueeze(0) + ty.unsqueeze(1) + 1).clamp(0, W + 1)
     x_pad = F.pad(x, [1, 1, 1, 1])  # the one-pixel zero border is what out-of-range indices read
@@ -144,6 +146,9 @@ OPS = {
     "scale": (scale, 2),
     "rotate": (rotate, 1),
 }
+
+# ops that take their uniforms where they were sampled (the host) rather than on x's device
+HOST_UNIFORMS = frozenset({"crop"})
 
 # strategy token -> ops it expands to
 GROUPS = {
