@@ -136,11 +136,13 @@ class StrategyOptions:
 
 
 def build_distilled(name: str, spec: StrategySpec, common: dict[str, Any], opt: StrategyOptions) -> BuiltStrategy:
-    """:class:`strategies.HabaReplay` with the spec's parameterization (``haba``, ``distilled-plain``, ``idc``)."""
+    """:class:`strategies.HabaReplay` with the spec's parameterization and hallucinator sharing (``haba``,
+    ``haba-shared``, ``distilled-plain``, ``idc``)."""
     cfg = copy.deepcopy(opt.distill_config)
     cfg.parameterization = spec.parameterization or cfg.parameterization
     strat = HabaReplay(mem_size=opt.mem_size, batch_size_mem=opt.batch_size_mem, distill_config=cfg,
-                       hallucinator_share=opt.hallucinator_share, input_normalization=opt.input_normalization,
+                       hallucinator_share=opt.hallucinator_share, share_hallucinators=spec.share_hallucinators,
+                       input_normalization=opt.input_normalization,
                        seed=opt.seed, compute_budget=opt.compute_budget, progress=opt.progress, verbose=opt.verbose,
                        **common)
     return BuiltStrategy(name, strat, plugin=strat.haba_plugin)
@@ -216,7 +218,7 @@ def check_memory_budget(strategies: list[str], mem_size: int, image_shape: tuple
         cfg = copy.deepcopy(distill_config)
         cfg.parameterization = DISTILLED[name] or cfg.parameterization
         plugin = HabaReplayPlugin(mem_size, distill_config=cfg, hallucinator_share=hallucinator_share,
-                                  compute_budget=None)
+                                  share_hallucinators=REGISTRY[name].share_hallucinators, compute_budget=None)
         plugin.check_budget(image_shape, [{c: class_counts.get(c, 1) for c in e} for e in experiences])
 
 

@@ -102,6 +102,9 @@ class HabaReplayPlugin(SupervisedPlugin):
         ``hallucinators`` is the most one experience gets); ``parameterization="plain"`` gives plain
         distilled images (the ``dm`` baseline).
     :param hallucinator_share: the largest fraction of the memory hallucinators may take.
+    :param share_hallucinators: one hallucinator bank for the whole stream, learned on the first experience
+        and frozen afterwards, its bytes paid once (later experiences distil bases only; see
+        :mod:`strategies.memory`). ``False`` (the paper's setting): each experience learns its own.
     :param input_normalization: ``(mean, std)`` of the stream's tensors, stored with the memory (see the
         module docstring); ``None`` = the stream's tensors are the model input as they are.
     :param task_label: task label of composed samples; ``None`` = the label of their experience's data.
@@ -117,6 +120,7 @@ class HabaReplayPlugin(SupervisedPlugin):
 
     def __init__(self, mem_size: int = 200, *, batch_size_mem: Optional[int] = None,
                  distill_config: Optional[DistillConfig] = None, hallucinator_share: float = 0.2,
+                 share_hallucinators: bool = False,
                  input_normalization: Optional[tuple[Sequence[float], Sequence[float]]] = None,
                  task_label: Optional[int] = None, seed: Optional[int] = None,
                  distill_device: Optional[Union[str, torch.device]] = None,
@@ -145,6 +149,9 @@ class HabaReplayPlugin(SupervisedPlugin):
         self.batch_size_mem = batch_size_mem
         self.distill_config = cfg
         self.hallucinator_share = float(hallucinator_share)
+        if not isinstance(share_hallucinators, bool):
+            raise ConfigError(f"share_hallucinators must be True or False, got {share_hallucinators!r}")
+        self.share_hallucinators = share_hallucinators
         if input_normalization is not None:
             mean, std = input_normalization
             input_normalization = (tuple(float(m) for m in mean), tuple(float(s) for s in std))
@@ -169,7 +176,8 @@ class HabaReplayPlugin(SupervisedPlugin):
         return FactorizedMemory(self.mem_size, image_shape, parameterization=cfg.parameterization,
                                 hallucinators=cfg.hallucinators, hallucinator_config=cfg.hallucinator,
                                 basis_channels=cfg.basis_channels, downsample=cfg.downsample,
-                                hallucinator_share=self.hallucinator_share)
+                                hallucinator_share=self.hallucinator_share,
+                                share_hallucinators=self.share_hallucinators)
 
     def check_budget(self, image_shape: Sequence[int], experiences: Sequence[Sequence[int] | dict]) -> list[MemoryPlan]:
         """Dry-run the memory plan for a whole stream; raises ``BudgetError`` if some experience cannot fit."""
@@ -209,6 +217,10 @@ class HabaReplayPlugin(SupervisedPlugin):
         cfg.ipc, cfg.bpc = None, bpc
         if cfg.factorized:
             cfg.hallucinators = plan.new_hallucinators
+        shared_bank = self.memory.shared_hallucinators()
+        if shared_bank is not None:  # later experiences: bases only, through the stream's frozen bank
+            cfg.lr_hallucinators, cfg.lr_affine = 0.0, 0.0
+            cfg.lambda_cos = cfg.lambda_con = cfg.lambda_task = 0.0  # the diversity terms train hallucinators only
         cfg.seed = self.seed + int(experience)
         cfg.device = str(device)
         cfg.checkpoint_dir = None
@@ -220,7 +232,7 @@ class HabaReplayPlugin(SupervisedPlugin):
         try:
             with preserved_rng():
                 result: FactorizedDataset = distill(data, cfg, preprocessor=self._preprocessor_identity(channels),
-                                                    on_step=progress)
+                                                    on_step=progress, hallucinator_init=shared_bank)
         finally:
             progress.close()
         seconds = time.perf_counter() - t0
@@ -327,6 +339,9 @@ class HabaReplayPlugin(SupervisedPlugin):
                               f"{self.mem_size}")
         memory.mem_size = self.mem_size
         memory.hallucinator_share = self.hallucinator_share
+        if memory.share_hallucinators != (self.share_hallucinators and memory.factorized):
+            raise ConfigError(f"the saved memory has share_hallucinators={memory.share_hallucinators}, this plugin "
+                              f"{self.share_hallucinators}")
         self.memory = memory
         self._experiences_seen = max((p.experience for p in memory.parts), default=-1) + 1
         return memory
@@ -342,7 +357,7 @@ class HabaReplay(SupervisedTemplate):
 
     def __init__(self, *, model: Module, optimizer: Optimizer, criterion: Any, mem_size: int = 200,
                  batch_size_mem: Optional[int] = None, distill_config: Optional[DistillConfig] = None,
-                 hallucinator_share: float = 0.2,
+                 hallucinator_share: float = 0.2, share_hallucinators: bool = False,
                  input_normalization: Optional[tuple[Sequence[float], Sequence[float]]] = None,
                  replay_task_label: Optional[int] = None, seed: Optional[int] = None,
                  distill_device: Optional[Union[str, torch.device]] = None, compute_budget: BudgetSpec = "auto",
@@ -353,8 +368,8 @@ class HabaReplay(SupervisedTemplate):
                  evaluator: Union[EvaluationPlugin, Callable[[], EvaluationPlugin]] = default_evaluator,
                  eval_every: int = -1, **base_kwargs: Any):
         plugin = HabaReplayPlugin(mem_size, batch_size_mem=batch_size_mem, distill_config=distill_config,
-                                  hallucinator_share=hallucinator_share, input_normalization=input_normalization,
-                                  task_label=replay_task_label, seed=seed, distill_device=distill_device,
+                                  hallucinator_share=hallucinator_share, share_hallucinators=share_hallucinators,
+                                  input_normalization=input_normalization, task_label=replay_task_label, seed=seed, distill_device=distill_device,
                                   on_distilled=on_distilled, compute_budget=compute_budget, progress=progress,
                                   verbose=verbose)
         plugins = [*(plugins or []), plugin]

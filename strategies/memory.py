@@ -28,6 +28,15 @@ its own hallucinator set. Before a new experience is distilled, :meth:`Factorize
 
 A class whose experience has fewer real images than ``bpc`` keeps only as many bases as it has real
 images (more distilled bases than real images would add nothing); its unused share stays free.
+
+Shared hallucinators (``share_hallucinators=True``)
+--------------------------------------------------
+One hallucinator bank for the whole stream, paid for once: the first experience learns it with its bases
+(``min(hallucinators, share of the budget)`` of them, at least one); every later experience distils only
+bases, composed through that bank frozen, and the memory is then a single part holding every class's
+bases and the one bank. Bases per class are ``(budget − bank numbers) // (groups × basis numbers)`` as
+above; step 3's leftover hallucinators apply to the first experience only. Old bases are never composed
+through a bank they were not distilled with. All experiences must share one task label.
 """
 
 from __future__ import annotations
@@ -112,13 +121,14 @@ class FactorizedMemory:
 
     ``mem_size`` images of shape ``image_shape``; ``parameterization`` as in ``DistillConfig``
     (``haba``/``idc-haba`` factorized, ``plain``/``idc`` bases only); ``hallucinators`` is the most a part
-    gets; ``hallucinator_share`` the largest fraction of the budget hallucinators may take.
+    gets; ``hallucinator_share`` the largest fraction of the budget hallucinators may take;
+    ``share_hallucinators`` keeps one bank for the whole stream (see the module docstring).
     """
 
     def __init__(self, mem_size: int, image_shape: Sequence[int], *, parameterization: str = "haba",
                  hallucinators: int = 5, hallucinator_config: HallucinatorConfig | None = None,
                  basis_channels: int | None = None, downsample: int | None = None,
-                 hallucinator_share: float = 0.2):
+                 hallucinator_share: float = 0.2, share_hallucinators: bool = False):
         if int(mem_size) < 1:
             raise BudgetError(f"mem_size must be at least 1 image, got {mem_size}")
         if not 0.0 <= float(hallucinator_share) <= 1.0:
@@ -136,6 +146,7 @@ class FactorizedMemory:
         self.basis_channels, self.downsample = basis_channels, downsample
         self.basis_shape = basis_shape_for(self.image_shape, parameterization, basis_channels, downsample)
         self.hallucinator_share = float(hallucinator_share)
+        self.share_hallucinators = bool(share_hallucinators) and self.factorized
         self.parts: list[MemoryPart] = []
         self.history: list[dict[str, Any]] = []
 
@@ -237,13 +248,20 @@ class FactorizedMemory:
         def fail(hall: int) -> BudgetError:
             what = f"{groups} bases (one per class seen so far)"
             if self.factorized:
-                what += f" plus {hall} hallucinators (one per experience, {each} numbers each)"
+                per = "shared by all experiences" if self.share_hallucinators else "one per experience"
+                what += f" plus {hall} hallucinators ({per}, {each} numbers each)"
             need = groups * bn + hall * each
             return BudgetError(f"memory of {self.mem_size} images ({budget} numbers) is too small for one basis per "
                                f"class: it cannot hold {what} = {need} numbers; use mem_size >= "
                                f"{math.ceil(need / self.image_numel)}")
 
-        if self.factorized:
+        if self.share_hallucinators and old_h:
+            hall = new_h = old_h[0]  # the bank is fixed once the first experience has learned it
+            hallucinators = list(old_h)
+            bpc = (budget - hall * each) // (groups * bn)
+            if bpc < 1:
+                raise fail(hall)
+        elif self.factorized:
             allowance = int(self.hallucinator_share * budget) // each
             level, hall, bpc = 1, len(old_h) + 1, 0
             for level in range(max(old_h + [self.hallucinators]), 0, -1):
@@ -254,7 +272,7 @@ class FactorizedMemory:
                 if bpc >= 1:
                     break
             if bpc < 1:
-                raise fail(len(old_h) + 1)
+                raise fail(1 if self.share_hallucinators else len(old_h) + 1)
             new_h = min(self.hallucinators, level)
             hallucinators = [min(h, level) for h in old_h]
             if new_h < self.hallucinators or any(a < b for a, b in zip(hallucinators, old_h)):
@@ -278,7 +296,8 @@ class FactorizedMemory:
                 notes.append(f"class {c} has only {n_real} real images: it keeps {n_real} bases instead of {bpc}")
         kept_old = sum(min(n, bpc) for n in old_counts)
         storage = (kept_old + sum(new_bases.values())) * bn + hall * each
-        if self.factorized and new_h < self.hallucinators and budget - storage >= each:
+        if (self.factorized and new_h < self.hallucinators and budget - storage >= each
+                and not (self.share_hallucinators and old_h)):
             # numbers the class-balanced bases cannot use go to more hallucinators of the new part
             extra = min(self.hallucinators - new_h, (budget - storage) // each)
             new_h, hall, storage = new_h + extra, hall + extra, storage + extra * each
@@ -310,6 +329,10 @@ class FactorizedMemory:
             counts = {c: int((global_labels == c).sum()) for c in classes}
             plan = self.plan(counts)
         num_classes = max(self.num_classes, max(classes) + 1)
+        if self.share_hallucinators and self.parts:
+            candidate = [self._merged(data, classes, global_labels, plan, num_classes, int(experience),
+                                      int(task_label))]
+            return self._commit(candidate, classes, experience, plan)
         rebuilt: list[MemoryPart] = []
         for part, n_h in zip(self.parts, plan.hallucinators or [0] * len(self.parts)):
             keep = _first_per_class(part.data.synthetic.labels.detach().cpu(), {c: plan.bpc for c in part.classes})
@@ -320,7 +343,10 @@ class FactorizedMemory:
         n_h = min(plan.new_hallucinators, data.num_hallucinators) if self.factorized else None
         new = MemoryPart(_rebuild(data, keep=keep, num_hallucinators=n_h, num_classes=num_classes,
                                   label_map=label_map), int(experience), int(task_label), classes)
-        candidate = rebuilt + [new]
+        return self._commit(rebuilt + [new], classes, experience, plan)
+
+    def _commit(self, candidate: list[MemoryPart], classes: list[int], experience: int,
+                plan: MemoryPlan) -> MemoryPart:
         stored = FactorizedCollection([p.data for p in candidate]).storage().parameters
         if stored > self.budget_numbers:
             raise BudgetError(f"internal error: memory would hold {stored} numbers, more than its budget "
@@ -328,7 +354,45 @@ class FactorizedMemory:
         self.parts = candidate
         self.history.append({"experience": int(experience), "classes": classes, "plan": plan.as_dict(),
                              **self.summary()})
-        return new
+        return candidate[-1]
+
+    def shared_hallucinators(self) -> dict[str, Tensor] | None:
+        """The stream's one hallucinator bank (``share_hallucinators``), as tensors for ``distill(hallucinator_init=)``;
+        ``None`` before the first experience or when hallucinators are not shared."""
+        if not (self.share_hallucinators and self.parts):
+            return None
+        bank = self.parts[0].data.synthetic.hallucinators
+        return {k: v.detach().cpu().clone() for k, v in bank.state_dict().items()}
+
+    def _merged(self, data: FactorizedDataset, classes: list[int], global_labels: Tensor, plan: MemoryPlan,
+                num_classes: int, experience: int, task_label: int) -> MemoryPart:
+        """The one shared-bank part with the old bases (each class cut to ``plan.bpc``) and the new ones."""
+        (old,) = self.parts
+        if task_label != old.task_label:
+            raise ConfigError(f"shared hallucinators need one task label for the whole stream: experience "
+                              f"{experience} has {task_label}, the memory {old.task_label}")
+        bank = old.data.synthetic.hallucinators.state_dict()
+        theirs = data.synthetic.hallucinators.state_dict() if data.synthetic.is_factorized else {}
+        if set(theirs) != set(bank) or any(not torch.equal(theirs[k].detach().cpu(), v.detach().cpu())
+                                           for k, v in bank.items()):
+            raise ConfigError(f"experience {experience} was not distilled through the memory's shared hallucinators "
+                              "(pass memory.shared_hallucinators() as distill(hallucinator_init=...) with "
+                              "lr_hallucinators=0 and lr_affine=0)")
+        old_labels = old.data.synthetic.labels.detach().cpu()
+        keep_old = _first_per_class(old_labels, {c: plan.bpc for c in old.classes})
+        keep_new = _first_per_class(global_labels, plan.new_bases)
+        tensors = {k: v.detach().cpu().clone() for k, v in old.data.tensors().items()}
+        tensors.pop("lr", None)
+        tensors["bases"] = torch.cat([tensors["bases"][keep_old],
+                                      data.synthetic.bases.detach().cpu()[keep_new]]).contiguous()
+        tensors["labels"] = torch.cat([old_labels[keep_old], global_labels[keep_new]]).contiguous()
+        meta = old.data.describe()
+        meta.update(num_bases=int(tensors["bases"].shape[0]), num_classes=int(num_classes),
+                    classes=[str(i) for i in range(int(num_classes))], learned_lr=None)
+        with preserved_rng():
+            merged = FactorizedDataset.from_tensors(tensors, meta, device=old.data.synthetic.bases.device)
+        all_classes = list(dict.fromkeys(old.classes + classes))
+        return MemoryPart(merged, experience, task_label, all_classes)
 
     def to(self, device: torch.device | str) -> "FactorizedMemory":
         for p in self.parts:
@@ -385,7 +449,7 @@ class FactorizedMemory:
         return {"format": MEMORY_FORMAT, "format_version": MEMORY_FORMAT_VERSION, "mem_size": self.mem_size,
                 "image_shape": list(self.image_shape), "parameterization": self.parameterization,
                 "hallucinators": self.hallucinators, "hallucinator_share": self.hallucinator_share,
-                "hallucinator": asdict(self.hallucinator_config), "basis_channels": self.basis_channels,
+                "share_hallucinators": self.share_hallucinators, "hallucinator": asdict(self.hallucinator_config), "basis_channels": self.basis_channels,
                 "downsample": self.downsample, "budget_numbers": self.budget_numbers,
                 "budget_bytes": self.budget_bytes, "storage": self.storage().as_dict(),
                 "parts": [{"dir": f"part-{i:03d}", "experience": p.experience, "task_label": p.task_label,
@@ -416,9 +480,13 @@ class FactorizedMemory:
                       hallucinators=max(1, int(meta["hallucinators"])),
                       hallucinator_config=HallucinatorConfig(**meta.get("hallucinator", {})),
                       basis_channels=meta.get("basis_channels"), downsample=meta.get("downsample"),
-                      hallucinator_share=meta.get("hallucinator_share", 0.2))
+                      hallucinator_share=meta.get("hallucinator_share", 0.2),
+                      share_hallucinators=_flag(meta.get("share_hallucinators", False), "share_hallucinators"))
             mem.hallucinators = int(meta["hallucinators"])
             parts_meta = list(meta["parts"])
+            if mem.share_hallucinators and len(parts_meta) > 1:
+                raise FormatError(f"{path}: a memory with shared hallucinators has one part, this one lists "
+                                  f"{len(parts_meta)}")
         except (KeyError, TypeError, ValueError) as exc:
             raise FormatError(f"{path} lacks or garbles a required field: {exc}") from exc
         with preserved_rng():
@@ -433,6 +501,12 @@ class FactorizedMemory:
 
 
 # ---------------------------------------------------------------------- helpers
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise FormatError(f"memory.json: {name} must be true or false, got {value!r}")
+    return value
+
+
 def _first_per_class(labels: Tensor, keep_per_class: dict[int, int]) -> Tensor:
     """Indices of the first ``keep_per_class[c]`` rows of every class ``c`` (creation order kept)."""
     keep = []

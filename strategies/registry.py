@@ -5,6 +5,8 @@ Adding a strategy = a builder function (``build(name, spec, common, options) -> 
 (``mem_size`` images).
 
 ``haba``    HaBa replay: :class:`strategies.HabaReplayPlugin` (factorized DM-distilled memory).
+``haba-shared`` HaBa replay with one hallucinator bank for the whole stream (learned on the first
+            experience, frozen afterwards, its bytes paid once; ``share_hallucinators=True``).
 ``distilled-plain`` the same plugin with ``parameterization="plain"``: plain DM-distilled images, no
             factorization (``haba-cl`` still accepts its old name ``dm``).
 ``idc``     the same plugin with ``parameterization="idc"``: 2× down-sampled DM-distilled images, no
@@ -43,6 +45,8 @@ class StrategySpec:
     """A distilled memory: the HaBa plugin with :attr:`parameterization`."""
     parameterization: Optional[str] = None
     """The distilled memory's parameterization (None = the distillation config's)."""
+    share_hallucinators: bool = False
+    """A distilled memory with one hallucinator bank for the whole stream."""
 
     def load_builder(self) -> Callable:
         module, function = self.builder.split(":")
@@ -56,6 +60,7 @@ REGISTRY: dict[str, StrategySpec] = {
     "distilled-plain": StrategySpec(".baselines:build_distilled", memory=True, distilled=True,
                                     parameterization="plain"),
     "idc": StrategySpec(".baselines:build_distilled", memory=True, distilled=True, parameterization="idc"),
+    "haba-shared": StrategySpec(".baselines:build_distilled", memory=True, distilled=True, share_hallucinators=True),
     "naive": StrategySpec(".baselines:build_naive"),
     "er": StrategySpec(".baselines:build_er", memory=True, image_buffer=True),
     "gdumb": StrategySpec(".baselines:build_gdumb", memory=True, image_buffer=True),

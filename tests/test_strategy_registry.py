@@ -8,12 +8,12 @@ from strategies.registry import (DISTILLED, IMAGE_BUFFERS, MEMORY_STRATEGIES, RE
                                  check_strategies)
 
 
-def test_names_and_derived_lists_are_those_haba_cl_always_had():
+def test_names_and_derived_lists_are_those_haba_cl_has():
     # "distilled-plain" was called "dm" (haba-cl still accepts the old name, haba_cl.cl_names)
-    assert STRATEGIES == ("haba", "replay", "herding", "distilled-plain", "idc", "naive", "er", "gdumb", "lwf", "ewc")
-    assert MEMORY_STRATEGIES == ("haba", "replay", "herding", "distilled-plain", "idc", "er", "gdumb")
+    assert STRATEGIES == ("haba", "replay", "herding", "distilled-plain", "idc", "haba-shared", "naive", "er", "gdumb", "lwf", "ewc")
+    assert MEMORY_STRATEGIES == ("haba", "replay", "herding", "distilled-plain", "idc", "haba-shared", "er", "gdumb")
     assert IMAGE_BUFFERS == ("replay", "herding", "er", "gdumb")
-    assert DISTILLED == {"haba": None, "distilled-plain": "plain", "idc": "idc"}
+    assert DISTILLED == {"haba": None, "distilled-plain": "plain", "idc": "idc", "haba-shared": None}
     assert check_strategies(" HABA,replay,haba ") == ["haba", "replay"]
     with pytest.raises(UnknownNameError, match="known: haba, replay"):
         check_strategies("icarl")
@@ -43,7 +43,8 @@ def test_every_registered_strategy_builds_the_avalanche_strategy_it_names():
 
     from strategies import HabaReplay
 
-    expected = {"haba": HabaReplay, "distilled-plain": HabaReplay, "idc": HabaReplay, "replay": Naive, "herding": Naive,
+    expected = {"haba": HabaReplay, "distilled-plain": HabaReplay, "idc": HabaReplay, "haba-shared": HabaReplay,
+                "replay": Naive, "herding": Naive,
                 "naive": Naive, "er": Replay, "gdumb": GDumb, "lwf": LwF, "ewc": EWC}
     for name in STRATEGIES:
         built = _build(name)
@@ -51,6 +52,7 @@ def test_every_registered_strategy_builds_the_avalanche_strategy_it_names():
         assert (built.plugin is not None) == REGISTRY[name].distilled
         assert (built.storage is not None) == REGISTRY[name].image_buffer
     assert _build("distilled-plain").plugin.distill_config.parameterization == "plain"
+    assert _build("haba-shared").plugin.share_hallucinators and not _build("haba").plugin.share_hallucinators
     with pytest.raises(UnknownNameError):
         _build("icarl")
 

@@ -122,6 +122,25 @@ def _optimizer_groups(config: DistillConfig, synth: SyntheticSet, objective: Obj
     return opts
 
 
+def load_hallucinators(synth: SyntheticSet, state: dict[str, Tensor]) -> None:
+    """Copy a hallucinator bank's tensors into ``synth``'s bank; :class:`ConfigError` if they do not fit it."""
+    if synth.hallucinators is None:
+        raise ConfigError("hallucinator_init needs a factorized parameterization (haba or idc-haba)")
+    own = synth.hallucinators.state_dict()
+    if set(state) != set(own):
+        raise ConfigError(f"hallucinator_init has tensors {sorted(state)}, the bank has {sorted(own)}")
+    for name, tensor in own.items():
+        given = state[name]
+        if not isinstance(given, Tensor) or tuple(given.shape) != tuple(tensor.shape):
+            shape = tuple(given.shape) if isinstance(given, Tensor) else type(given).__name__
+            raise ConfigError(f"hallucinator_init[{name!r}] has shape {shape}, the bank needs {tuple(tensor.shape)}")
+        if given.is_floating_point() and not bool(torch.isfinite(given).all()):
+            raise ConfigError(f"hallucinator_init[{name!r}] holds NaN or infinite values")
+    with torch.no_grad():
+        for name, tensor in own.items():
+            tensor.copy_(state[name].to(device=tensor.device, dtype=tensor.dtype))
+
+
 def build_objective(config: DistillConfig, ctx: ObjectiveContext, trajectories=None) -> Objective:
     """The objective ``config.objective`` names (see :mod:`haba_core.objectives.registry`)."""
     return objective_spec(config.objective).build(config, ctx, trajectories)
@@ -132,7 +151,8 @@ def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
             trajectories: list[Tensor] | None = None, preprocessor: Preprocessor | None = None,
             should_stop: Callable[[], bool] | None = None,
             observe: Callable[[int, float, SyntheticSet], None] | None = None,
-            phase_hook: PhaseHook | None = None) -> FactorizedDataset:
+            phase_hook: PhaseHook | None = None,
+            hallucinator_init: dict[str, Tensor] | None = None) -> FactorizedDataset:
     """Distil ``train`` into a :class:`FactorizedDataset` (paper Alg. 1 with the chosen L_DD).
 
     ``resume`` continues from ``config.checkpoint_dir`` (bit-identical on CPU). ``on_step(it, losses)``
@@ -143,7 +163,10 @@ def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
     and raises :class:`DistillationInterrupted`. ``observe(iterations_done, seconds_spent, synthetic)`` sees
     the synthetic set after every iteration (e.g. to snapshot learning curves; time spent there is not
     counted as iteration time). ``phase_hook(name)`` wraps each phase of every iteration (see
-    :mod:`haba_core.distillation.phases`) for timing and profiling.
+    :mod:`haba_core.distillation.phases`) for timing and profiling. ``hallucinator_init`` starts the
+    hallucinator bank from a given one (the state dict of another run's ``synthetic.hallucinators``, e.g. a
+    bank shared across continual experiences) instead of its configured initialisation; with
+    ``lr_hallucinators=0`` and ``lr_affine=0`` the bank stays exactly as given.
     """
     config.validate()
     device = resolve_device(config.device)
@@ -166,7 +189,9 @@ def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
     bases, labels = initial_bases(pool, plan, num_classes, config.basis_init, generator)
     synth = SyntheticSet(bases, labels, image_shape, num_classes, plan.num_hallucinators, config.hallucinator,
                          plan.per_class_hallucinators, generator=generator).to(device)
-    if synth.is_factorized and config.hallucinator.init == "pca":
+    if hallucinator_init is not None:
+        load_hallucinators(synth, hallucinator_init)
+    elif synth.is_factorized and config.hallucinator.init == "pca":
         synth.init_hallucinators_from_data(pool.images, pool.labels, generator)
 
     make_network = network_factory(config, image_shape, num_classes, device, network_init)
