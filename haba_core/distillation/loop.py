@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -308,10 +309,9 @@ def _step(config: DistillConfig, synth: SyntheticSet, objective: Objective, adve
     same pairs recomposed by the updated S (``adversary_order="after"``) or on the pre-update images."""
     phases = phases or PhaseSequence(None)
     phases.enter("compose")
-    augment = None
+    augment: Callable[[Tensor], Tensor] | None = None
     if dsa is not None and config.adversary_dsa:
-        def augment(x: Tensor) -> Tensor:
-            return dsa(x, generator=generator)
+        augment = functools.partial(dsa, generator=generator)
     if config.bases_per_step and config.bases_per_step < all_bases.numel():
         basis_idx = all_bases[torch.randperm(all_bases.numel(), generator=generator)[: config.bases_per_step].to(device)]
     else:
