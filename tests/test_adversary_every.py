@@ -40,3 +40,33 @@ def test_zero_is_refused_and_old_checkpoints_resume_as_every_iteration():
     check_compatible(older, current)
     with pytest.raises(ConfigError, match="adversary_every"):
         check_compatible(older, {**current, "adversary_every": 2})
+
+
+def test_adversary_width_gives_the_adversary_its_own_width():
+    from haba_core.adversary import Adversary
+
+    widths = []
+    original = Adversary.__init__
+
+    def spy(self, net, *args, **kwargs):
+        widths.append(next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d)).out_channels)
+        original(self, net, *args, **kwargs)
+
+    Adversary.__init__ = spy
+    try:
+        narrow = distill(separable_dataset(), tiny_config(iterations=3, adversary_width=3))
+        same = distill(separable_dataset(), tiny_config(iterations=3, adversary_width=tiny_config().net_width))
+        default = distill(separable_dataset(), tiny_config(iterations=3))
+    finally:
+        Adversary.__init__ = original
+    assert widths == [3, tiny_config().net_width, tiny_config().net_width]
+    assert torch.equal(same.synthetic.bases, default.synthetic.bases)  # equal width = the paper's F, bit for bit
+    assert torch.isfinite(narrow.synthetic.bases).all()
+    assert not torch.equal(narrow.synthetic.bases, default.synthetic.bases)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ConfigError, match="adversary_width"):
+            tiny_config(adversary_width=bad).validate()
+    with pytest.raises(ConfigError, match="adversary_width"):
+        tiny_config(adversary_width=4, network="MLP").validate()
+    current = tiny_config().to_dict()
+    check_compatible({k: v for k, v in current.items() if k != "adversary_width"}, current)

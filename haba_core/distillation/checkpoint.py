@@ -28,7 +28,7 @@ def has_checkpoint(directory: str | Path | None) -> bool:
 
 
 # fields added to DistillConfig after checkpoints were written, with the value those checkpoints ran with
-ADDED_SINCE = {"adversary_every": 1}
+ADDED_SINCE = {"adversary_every": 1, "adversary_width": None}
 
 
 def check_compatible(saved: dict[str, Any], current: dict[str, Any]) -> None:

@@ -37,6 +37,8 @@ class DistillConfig:
     as in Eq. 3/5 (``contrastive_normalization="paper"``; "mean" averages over pairs, 2× at |H'| = 2).
     ``adversary_every`` k > 1 (an option of this toolkit, not the paper) runs L_cos and the adversary update only
     on iterations 0, k, 2k, …: the adversary costs ~1/k of its per-iteration time (BENCHMARKS.md, speed section).
+    ``adversary_width`` (also the toolkit's, ConvNet only) gives the adversary F its own, usually smaller, width
+    (``None``: ``net_width``, as the paper); such an F does not start from federated ``network_init`` weights.
     """
 
     objective: str = "dm"
@@ -70,6 +72,7 @@ class DistillConfig:
     lr_adversary: float = 0.001
     adversary_steps: int = 1
     adversary_every: int = 1
+    adversary_width: int | None = None
     adversary_order: str = "after"
     adversary_momentum: float = 0.9
     adversary_dsa: bool = True
@@ -112,6 +115,12 @@ class DistillConfig:
                               ("contrastive_normalization", ("paper", "mean"))):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be {'|'.join(allowed)}, got {getattr(self, name)!r}")
+        if self.adversary_width is not None:
+            if isinstance(self.adversary_width, bool) or not isinstance(self.adversary_width, int) \
+                    or self.adversary_width < 1:
+                raise ConfigError(f"adversary_width must be a positive integer or None, got {self.adversary_width!r}")
+            if not self.network.lower().startswith("convnet"):
+                raise ConfigError(f"adversary_width needs a ConvNet distillation network, got {self.network!r}")
         if not 0 <= self.adversary_momentum < 1:
             raise ConfigError(f"adversary_momentum must be in [0, 1), got {self.adversary_momentum}")
         if self.checkpoint_every < 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
@@ -202,7 +202,11 @@ def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
     optimizers = _optimizer_groups(config, synth, objective)
     adversary = None
     if synth.is_factorized and (config.lambda_cos or config.lambda_con or config.lambda_task):
-        adversary = Adversary(make_network(generator), config.lr_adversary, momentum=config.adversary_momentum,
+        make_adversary = make_network
+        if config.adversary_width is not None and config.adversary_width != config.net_width:
+            make_adversary = network_factory(replace(config, net_width=config.adversary_width),
+                                             image_shape, num_classes, device)
+        adversary = Adversary(make_adversary(generator), config.lr_adversary, momentum=config.adversary_momentum,
                               lambda_con=config.lambda_con, lambda_task=config.lambda_task,
                               temperature=config.temperature, normalization=config.contrastive_normalization)
 
