@@ -19,25 +19,10 @@ import time
 
 import torch
 
-from haba_core import DistillConfig, distill, objective_spec
+from haba_core import DistillConfig, distill, merge_layers, objective_spec, parse_set
 from haba_core.distillation import PhaseClock
 
 from .common import fake_trajectories, random_dataset
-
-
-def _set(cfg: DistillConfig, item: str) -> None:
-    key, _, raw = item.partition("=")
-    *path, last = key.split(".")
-    target = cfg
-    for part in path:
-        target = getattr(target, part)
-    current = getattr(target, last)
-    value: object = raw
-    if isinstance(current, bool):
-        value = raw.lower() == "true"
-    elif isinstance(current, (int, float)) or raw.replace(".", "", 1).isdigit():
-        value = type(current)(raw) if isinstance(current, (int, float)) else (float(raw) if "." in raw else int(raw))
-    setattr(target, last, value)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,8 +39,7 @@ def main(argv: list[str] | None = None) -> int:
                         hallucinators=5 if args.param in ("haba", "idc-haba") else 0, iterations=1 + args.iterations,
                         checkpoint_every=10**9, device="cpu")
     cfg.mtt.syn_steps, cfg.mtt.expert_epochs, cfg.mtt.max_start_epoch = 10, 2, 2
-    for item in args.set:
-        _set(cfg, item)
+    cfg = DistillConfig.from_dict(merge_layers(cfg.to_dict(), parse_set(args.set)))
     train = random_dataset((3, 32, 32), args.per_class, 0)
     traj = fake_trajectories(cfg, train, torch.device("cpu"), 0) if objective_spec(cfg.objective).needs_trajectories else None
     clock, stamps = PhaseClock(), []
