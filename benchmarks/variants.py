@@ -83,6 +83,11 @@ VARIANTS["modest-mmd"] = {**VARIANTS["modest"], "dm": {"match": "mmd"}}
 VARIANTS["idc-mmd"] = {**VARIANTS["idc"], "dm": {"match": "mmd"}}
 VARIANTS["modest-mmd-h5"] = {**VARIANTS["modest"], "dm": {"match": "mmd"}, "hallucinators_per_step": 5}
 
+# The adversary's cost levers (issue 19), on the paper's hallucinators with the adversary on ("haba-pca"):
+# L_cos + adversary update only every 4th iteration, or an adversary F a quarter of the distillation width.
+VARIANTS["haba-pca-adv4"] = {**VARIANTS["haba-pca"], "adversary_every": 4}
+VARIANTS["haba-pca-advw8"] = {**VARIANTS["haba-pca"], "adversary_width": 8}
+
 # The nulls that tell whether learning the hallucinators helps (issue 14): the same recipe with the
 # hallucinators (convolutions and σ/μ) frozen at their initialisation — same bytes, same compute per step.
 FROZEN = {"lr_hallucinators": 0.0, "lr_affine": 0.0}
