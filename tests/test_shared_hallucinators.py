@@ -100,10 +100,11 @@ def test_distill_starts_from_a_given_bank_and_keeps_it_frozen_at_lr_zero():
                         mean=(0.0,), std=(1.0,), split="train")
     first = distill(data, tiny_distill())
     bank = {k: v.detach().clone() for k, v in first.synthetic.hallucinators.state_dict().items()}
-    frozen = tiny_distill(lr_hallucinators=0.0, lr_affine=0.0, seed=3)
-    second = distill(data, frozen, hallucinator_init=bank)
-    for k, v in second.synthetic.hallucinators.state_dict().items():
-        assert torch.equal(v, bank[k])
+    for optimizer in ("sgd", "adam"):
+        frozen = tiny_distill(lr_hallucinators=0.0, lr_affine=0.0, seed=3, hallucinator_optimizer=optimizer)
+        second = distill(data, frozen, hallucinator_init=bank)
+        for k, v in second.synthetic.hallucinators.state_dict().items():
+            assert torch.equal(v, bank[k]), optimizer
     moved = distill(data, tiny_distill(seed=3, lr_hallucinators=0.1), hallucinator_init=bank)
     assert any(not torch.equal(v, bank[k]) for k, v in moved.synthetic.hallucinators.state_dict().items())
     wrong = dict(bank)
