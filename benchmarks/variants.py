@@ -82,6 +82,8 @@ VARIANTS["modest-adam4"] = VARIANTS["modest"]  # its name in the screening that 
 VARIANTS["modest-mmd"] = {**VARIANTS["modest"], "dm": {"match": "mmd"}}
 VARIANTS["idc-mmd"] = {**VARIANTS["idc"], "dm": {"match": "mmd"}}
 VARIANTS["modest-mmd-h5"] = {**VARIANTS["modest"], "dm": {"match": "mmd"}, "hallucinators_per_step": 5}
+# ... with a step size that lets the hallucinators move (modest's Adam 1e-4 keeps them near their init)
+VARIANTS["modest-mmd-adam3"] = {**VARIANTS["modest-mmd"], "lr_hallucinators": 1e-3}
 
 # The adversary's cost levers (issue 19), on the paper's hallucinators with the adversary on ("haba-pca"):
 # L_cos + adversary update only every 4th iteration, or an adversary F a quarter of the distillation width.
