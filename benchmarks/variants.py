@@ -90,10 +90,14 @@ VARIANTS["modest-mmd-adam3"] = {**VARIANTS["modest-mmd"], "lr_hallucinators": 1e
 VARIANTS["haba-pca-adv4"] = {**VARIANTS["haba-pca"], "adversary_every": 4}
 VARIANTS["haba-pca-advw8"] = {**VARIANTS["haba-pca"], "adversary_width": 8}
 
+# Hallucinators pretrained on real same-class neighbour pairs before distillation (issue 14's lead), then
+# learned as in modest; "-frozen" keeps the pretrained bank fixed.
+VARIANTS["modest-pre"] = {**VARIANTS["modest"], "hallucinator_pretrain_steps": 300}
+
 # The nulls that tell whether learning the hallucinators helps (issue 14): the same recipe with the
 # hallucinators (convolutions and σ/μ) frozen at their initialisation — same bytes, same compute per step.
 FROZEN = {"lr_hallucinators": 0.0, "lr_affine": 0.0}
-for _name in ("modest", "haba-paper", "haba-pca", "modest-fast", "modest-mmd", "modest-mmd-h5"):
+for _name in ("modest", "haba-paper", "haba-pca", "modest-fast", "modest-mmd", "modest-mmd-h5", "modest-pre"):
     VARIANTS[f"{_name}-frozen"] = {**VARIANTS[_name], **FROZEN}
 
 

@@ -39,6 +39,9 @@ class DistillConfig:
     on iterations 0, k, 2k, …: the adversary costs ~1/k of its per-iteration time (BENCHMARKS.md, speed section).
     ``adversary_width`` (also the toolkit's, ConvNet only) gives the adversary F its own, usually smaller, width
     (``None``: ``net_width``, as the paper); such an F does not start from federated ``network_init`` weights.
+    ``hallucinator_pretrain_steps`` > 0 (the toolkit's, 0 = the paper) pretrains the hallucinators after their
+    init on real same-class neighbour pairs (:mod:`haba_core.factorization.pretrain`; Adam at
+    ``hallucinator_pretrain_lr``, each image's ``hallucinator_pretrain_neighbours`` nearest neighbours).
     """
 
     objective: str = "dm"
@@ -73,6 +76,9 @@ class DistillConfig:
     adversary_steps: int = 1
     adversary_every: int = 1
     adversary_width: int | None = None
+    hallucinator_pretrain_steps: int = 0
+    hallucinator_pretrain_lr: float = 1e-3
+    hallucinator_pretrain_neighbours: int = 5
     adversary_order: str = "after"
     adversary_momentum: float = 0.9
     adversary_dsa: bool = True
@@ -121,6 +127,10 @@ class DistillConfig:
                 raise ConfigError(f"adversary_width must be a positive integer or None, got {self.adversary_width!r}")
             if not self.network.lower().startswith("convnet"):
                 raise ConfigError(f"adversary_width needs a ConvNet distillation network, got {self.network!r}")
+        if self.hallucinator_pretrain_steps < 0 or self.hallucinator_pretrain_lr <= 0 \
+                or self.hallucinator_pretrain_neighbours < 1:
+            raise ConfigError("hallucinator_pretrain_steps must be >= 0, hallucinator_pretrain_lr > 0 and "
+                              "hallucinator_pretrain_neighbours >= 1")
         if not 0 <= self.adversary_momentum < 1:
             raise ConfigError(f"adversary_momentum must be in [0, 1), got {self.adversary_momentum}")
         if self.checkpoint_every < 1:

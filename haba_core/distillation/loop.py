@@ -9,7 +9,6 @@ from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..adversary import Adversary, pairwise_cosine_loss
@@ -19,6 +18,7 @@ from ..coreset import herding_select
 from ..data import ImageDataset
 from ..errors import ConfigError, DistillationInterrupted, NonFiniteLossError
 from ..factorization import SyntheticSet
+from ..factorization.pretrain import pretrain_hallucinators, to_basis_shape
 from ..factorized_dataset import FactorizedDataset
 from ..networks import get_network
 from ..objectives import Objective, ObjectiveContext, RealPool, objective_spec, seeded_network
@@ -77,11 +77,7 @@ def initial_bases(pool: RealPool, plan: Plan, num_classes: int, how: str, genera
             if pick.numel() < plan.bpc:
                 pick = torch.cat([pick, torch.randint(idx.numel(), (plan.bpc - pick.numel(),), generator=generator)])
             imgs = pool.images[idx[pick.to(idx.device)]].detach().cpu().float()
-            if imgs.shape[1] != c_b:
-                imgs = imgs.mean(1, keepdim=True).expand(-1, c_b, -1, -1)
-            if tuple(imgs.shape[-2:]) != (h_b, w_b):
-                imgs = F.interpolate(imgs, size=(h_b, w_b), mode="area")
-            chunks.append(imgs)
+            chunks.append(to_basis_shape(imgs, plan.basis_shape))
         elif how == "noise":
             chunks.append(torch.randn((plan.bpc, c_b, h_b, w_b), generator=generator))
         else:
@@ -96,11 +92,7 @@ def initial_bases(pool: RealPool, plan: Plan, num_classes: int, how: str, genera
                     pick = torch.randint(idx.numel(), (plan.bpc,), generator=generator)
                     extra = 0.05 * torch.randn((plan.bpc, 1, 1, 1), generator=generator)
                 imgs = pool.images[idx[pick.to(idx.device)]].detach().cpu().float()
-                if imgs.shape[1] != c_b:
-                    imgs = imgs.mean(1, keepdim=True).expand(-1, c_b, -1, -1)
-                if tuple(imgs.shape[-2:]) != (h_b, w_b):
-                    imgs = F.interpolate(imgs, size=(h_b, w_b), mode="area")
-                chunks.append(imgs + extra)
+                chunks.append(to_basis_shape(imgs, plan.basis_shape) + extra)
         labels.append(torch.full((plan.bpc,), c, dtype=torch.long))
     return torch.cat(chunks).contiguous(), torch.cat(labels)
 
@@ -192,8 +184,13 @@ def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
                          plan.per_class_hallucinators, generator=generator).to(device)
     if hallucinator_init is not None:
         load_hallucinators(synth, hallucinator_init)
-    elif synth.is_factorized and config.hallucinator.init == "pca":
-        synth.init_hallucinators_from_data(pool.images, pool.labels, generator)
+    elif synth.is_factorized:
+        if config.hallucinator.init == "pca":
+            synth.init_hallucinators_from_data(pool.images, pool.labels, generator)
+        if config.hallucinator_pretrain_steps:
+            pretrain_hallucinators(synth, pool.images, pool.labels, steps=config.hallucinator_pretrain_steps,
+                                   lr=config.hallucinator_pretrain_lr,
+                                   neighbours=config.hallucinator_pretrain_neighbours, generator=generator)
 
     make_network = network_factory(config, image_shape, num_classes, device, network_init)
     dsa = DSA() if config.use_dsa else None
