@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-per-class", type=int, default=None, help="use at most this many test images per class")
     p.add_argument("--cache-dir", default=None, help="cache for decompressed/decoded data (default: $HABA_CACHE)")
     p.add_argument("--protocol-epochs", type=int, default=300, help="epochs of the fresh network (--protocol fresh-network; default: 300)")
-    p.add_argument("--save-memory", action="store_true", help="save each distilled memory (haba, distilled-plain, idc) under <out>/memories/")
+    p.add_argument("--save-memory", action="store_true", help="save each distilled memory (haba, haba-shared, distilled-plain, idc) under <out>/memories/")
     p.add_argument("--verbose", action="store_true", help="Avalanche's interactive logger, memory-update lines and progress bars")
     p.add_argument("--quiet", action="store_true", help="print only the table")
     p.add_argument("--lwf-alpha", type=float, default=1.0, help="LwF distillation weight (default: 1.0)")
