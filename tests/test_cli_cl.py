@@ -74,13 +74,14 @@ def test_split_cifar100_fixture_all_strategies(tmp_path, capsys):
     write_cifar100(tmp_path / "data")
     out = tmp_path / "out"
     code = main(["--benchmark", "split-cifar100", "--n-experiences", "2", "--data-root", str(tmp_path / "data"),
-                 "--strategies", "haba,replay,herding,distilled-plain,idc,naive,er", "--mem-size", "20", "--seeds", "1",
+                 "--strategies", "haba,replay,herding,distilled-plain,idc,haba-shared,naive,er", "--mem-size", "20",
+                 "--seeds", "1",
                  "--out", str(out), "--save-memory", *TINY])
     printed = capsys.readouterr().out
     assert code == 0
     assert "| haba |" in printed and "| naive |" in printed and "final avg. accuracy" in printed
     res = json.loads((out / "results.json").read_text())
-    assert set(res["summary"]) == {"haba", "replay", "herding", "distilled-plain", "idc", "naive", "er"}
+    assert set(res["summary"]) == {"haba", "replay", "herding", "distilled-plain", "idc", "haba-shared", "naive", "er"}
     idc = next(r for r in res["runs"] if r["strategy"] == "idc")
     assert idc["memory_bytes"][-1] > 0  # replay from IDC memory (down-sampled distilled images) at equal bytes
     assert res["data"]["classes"] == 10 and res["data"]["image_shape"] == [3, 32, 32]
@@ -92,6 +93,8 @@ def test_split_cifar100_fixture_all_strategies(tmp_path, capsys):
         if r["strategy"] != "naive":
             assert all(b is not None and b <= budget for b in r["memory_bytes"]), r["strategy"]
     assert (out / "memories" / "haba-seed0" / "memory.json").is_file()
+    shared = json.loads((out / "memories" / "haba-shared-seed0" / "memory.json").read_text())
+    assert shared["share_hallucinators"] is True and len(shared["parts"]) == 1
 
 
 def test_dm_protocol_on_digits(tmp_path, capsys):
