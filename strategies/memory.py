@@ -378,19 +378,10 @@ class FactorizedMemory:
             raise ConfigError(f"experience {experience} was not distilled through the memory's shared hallucinators "
                               "(pass memory.shared_hallucinators() as distill(hallucinator_init=...) with "
                               "lr_hallucinators=0 and lr_affine=0)")
-        old_labels = old.data.synthetic.labels.detach().cpu()
-        keep_old = _first_per_class(old_labels, {c: plan.bpc for c in old.classes})
+        keep_old = _first_per_class(old.data.synthetic.labels.detach().cpu(), {c: plan.bpc for c in old.classes})
         keep_new = _first_per_class(global_labels, plan.new_bases)
-        tensors = {k: v.detach().cpu().clone() for k, v in old.data.tensors().items()}
-        tensors.pop("lr", None)
-        tensors["bases"] = torch.cat([tensors["bases"][keep_old],
-                                      data.synthetic.bases.detach().cpu()[keep_new]]).contiguous()
-        tensors["labels"] = torch.cat([old_labels[keep_old], global_labels[keep_new]]).contiguous()
-        meta = old.data.describe()
-        meta.update(num_bases=int(tensors["bases"].shape[0]), num_classes=int(num_classes),
-                    classes=[str(i) for i in range(int(num_classes))], learned_lr=None)
-        with preserved_rng():
-            merged = FactorizedDataset.from_tensors(tensors, meta, device=old.data.synthetic.bases.device)
+        merged = _rebuild(old.data, keep=keep_old, num_classes=num_classes,
+                          append=(data.synthetic.bases.detach().cpu()[keep_new], global_labels[keep_new]))
         all_classes = list(dict.fromkeys(old.classes + classes))
         return MemoryPart(merged, experience, task_label, all_classes)
 
@@ -520,10 +511,12 @@ def _first_per_class(labels: Tensor, keep_per_class: dict[int, int]) -> Tensor:
 
 
 def _rebuild(data: FactorizedDataset, *, keep: Tensor | None = None, num_hallucinators: int | None = None,
-             num_classes: int | None = None, label_map: Tensor | None = None) -> FactorizedDataset:
+             num_classes: int | None = None, label_map: Tensor | None = None,
+             append: tuple[Tensor, Tensor] | None = None) -> FactorizedDataset:
     """A copy of ``data`` with only the bases ``keep``, the first ``num_hallucinators`` hallucinators,
-    labels mapped through ``label_map`` and ``num_classes`` classes — through the core's own format
-    (``tensors`` / ``describe`` / ``from_tensors``), so every shape is validated again."""
+    labels mapped through ``label_map``, ``append = (bases, global labels)`` added after the kept bases and
+    ``num_classes`` classes — through the core's own format (``tensors`` / ``describe`` / ``from_tensors``),
+    so every shape is validated again."""
     device = data.synthetic.bases.device
     tensors = {k: v.detach().cpu().clone() for k, v in data.tensors().items()}
     meta = data.describe()
@@ -535,6 +528,9 @@ def _rebuild(data: FactorizedDataset, *, keep: Tensor | None = None, num_halluci
         keep = keep.to(torch.long)
         tensors["bases"] = tensors["bases"][keep].contiguous()
         labels = labels[keep]
+    if append is not None:
+        tensors["bases"] = torch.cat([tensors["bases"], append[0]]).contiguous()
+        labels = torch.cat([labels, append[1].to(labels.device)])
     tensors["labels"] = labels.contiguous()
     n_h = int(meta["num_hallucinators"])
     if num_hallucinators is not None and n_h > 0:

@@ -78,7 +78,7 @@ def pretrain_hallucinators(synth, images: Tensor, labels: Tensor, *, steps: int,
         x = synth.upsample(to_basis_shape(images[src], synth.basis_shape))
         errors = []
         for k in range(n_h):
-            index = labels[src] * n_h + k if synth.per_class else torch.full_like(src, k)
+            index = labels[src] * n_h + k if synth.per_class else k  # an int: one hallucinator for the batch
             errors.append((bank(x, index) - images[dst]).pow(2).flatten(1).mean(1))
         err = torch.stack(errors)  # (n_h, batch)
         loss = (1 - RELAXATION) * err.min(0).values.mean() + RELAXATION * err.mean()
