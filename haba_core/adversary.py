@@ -13,7 +13,8 @@ averages over pairs / anchors (the toolkit before issue 15).
 
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+from typing import Callable, ContextManager
 
 import torch
 import torch.nn.functional as F
@@ -90,17 +91,23 @@ class Adversary:
 
     def __init__(self, network: nn.Module, lr: float = 0.001, momentum: float = 0.9,
                  lambda_con: float = 0.1, lambda_task: float = 1.0, temperature: float = 0.1,
-                 normalization: str = "paper"):
+                 normalization: str = "paper", forward_context: Callable[[], ContextManager] = contextlib.nullcontext):
         self.network = network
+        self.forward_context = forward_context  # e.g. bfloat16 autocast (DistillConfig.precision) for F's forward
         self.optimizer = torch.optim.SGD(network.parameters(), lr=lr, momentum=momentum)
         self.lambda_con, self.lambda_task, self.temperature = lambda_con, lambda_task, temperature
         self.normalization = normalization
 
     def features(self, images: Tensor) -> Tensor:
-        return self.network(images, return_features=True)[1]
+        """F's penultimate features, as float32 (whatever precision the forward ran in)."""
+        with self.forward_context():
+            feats = self.network(images, return_features=True)[1]
+        return feats.float()
 
     def loss(self, images: Tensor, labels: Tensor, basis_index: Tensor) -> Tensor:
-        logits, feats = self.network(images, return_features=True)
+        with self.forward_context():
+            logits, feats = self.network(images, return_features=True)
+        logits, feats = logits.float(), feats.float()
         total = images.new_zeros(())
         if self.lambda_con:
             total = total + self.lambda_con * supervised_contrastive_loss(feats, labels, self.temperature,

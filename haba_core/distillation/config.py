@@ -8,6 +8,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..factorization import HallucinatorConfig, check_parameterization
 from ..objectives import DCConfig, DMConfig, MTTConfig, check_objective, objective_names, objective_spec
+from .precision import PRECISIONS
 
 # Learning rates of the synthetic data per built-in objective, from the DC / DM / MTT code (SGD, momentum 0.5);
 # each objective's ObjectiveSpec.lr_bases is the source.
@@ -39,6 +40,10 @@ class DistillConfig:
     on iterations 0, k, 2k, …: the adversary costs ~1/k of its per-iteration time (BENCHMARKS.md, speed section).
     ``adversary_width`` (also the toolkit's, ConvNet only) gives the adversary F its own, usually smaller, width
     (``None``: ``net_width``, as the paper); such an F does not start from federated ``network_init`` weights.
+    ``precision`` ``"bf16"`` (the toolkit's; ``"fp32"`` = the paper) runs the forward passes of the distillation
+    and adversary networks under bfloat16 autocast (their backward follows): on CPUs with AMX/AVX-512-BF16 and
+    on recent GPUs the convolutions run ~2× faster; bases, hallucinators, network weights and every loss stay
+    float32 (:mod:`haba_core.distillation.precision`; accuracy and speed in BENCHMARKS.md, issue 19).
     ``hallucinator_pretrain_steps`` > 0 (the toolkit's, 0 = the paper) pretrains the hallucinators after their
     init on real same-class neighbour pairs (:mod:`haba_core.factorization.pretrain`; Adam at
     ``hallucinator_pretrain_lr``, each image's ``hallucinator_pretrain_neighbours`` nearest neighbours).
@@ -76,6 +81,7 @@ class DistillConfig:
     adversary_steps: int = 1
     adversary_every: int = 1
     adversary_width: int | None = None
+    precision: str = "fp32"
     hallucinator_pretrain_steps: int = 0
     hallucinator_pretrain_lr: float = 1e-3
     hallucinator_pretrain_neighbours: int = 5
@@ -127,6 +133,8 @@ class DistillConfig:
                 raise ConfigError(f"adversary_width must be a positive integer or None, got {self.adversary_width!r}")
             if not self.network.lower().startswith("convnet"):
                 raise ConfigError(f"adversary_width needs a ConvNet distillation network, got {self.network!r}")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision must be {'|'.join(PRECISIONS)}, got {self.precision!r}")
         if self.hallucinator_pretrain_steps < 0 or self.hallucinator_pretrain_lr <= 0 \
                 or self.hallucinator_pretrain_neighbours < 1:
             raise ConfigError("hallucinator_pretrain_steps must be >= 0, hallucinator_pretrain_lr > 0 and "

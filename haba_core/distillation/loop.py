@@ -28,6 +28,7 @@ from ..runtime import resolve_device
 from .checkpoint import check_compatible, has_checkpoint, load_checkpoint, save_checkpoint
 from .config import DistillConfig
 from .phases import PhaseHook, PhaseSequence
+from .precision import forward_precision
 
 StepCallback = Callable[[int, dict[str, float]], None]
 
@@ -194,7 +195,8 @@ def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
 
     make_network = network_factory(config, image_shape, num_classes, device, network_init)
     dsa = DSA() if config.use_dsa else None
-    ctx = ObjectiveContext(pool, num_classes, image_shape, make_network, dsa, device)
+    ctx = ObjectiveContext(pool, num_classes, image_shape, make_network, dsa, device,
+                           forward_context=functools.partial(forward_precision, config.precision, device))
     objective = build_objective(config, ctx, trajectories)
     optimizers = _optimizer_groups(config, synth, objective)
     adversary = None
@@ -205,7 +207,8 @@ def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
                                              image_shape, num_classes, device)
         adversary = Adversary(make_adversary(generator), config.lr_adversary, momentum=config.adversary_momentum,
                               lambda_con=config.lambda_con, lambda_task=config.lambda_task,
-                              temperature=config.temperature, normalization=config.contrastive_normalization)
+                              temperature=config.temperature, normalization=config.contrastive_normalization,
+                              forward_context=functools.partial(forward_precision, config.precision, device))
 
     start = 0
     history: list[dict[str, float]] = []

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, ContextManager, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -36,7 +37,9 @@ class RealPool:
 
 @dataclass
 class ObjectiveContext:
-    """Everything an objective needs besides its own config."""
+    """Everything an objective needs besides its own config. ``forward_context()`` is the context every forward
+    pass of the objective's networks runs in (bfloat16 autocast under ``DistillConfig.precision="bf16"``);
+    objectives turn the outputs to float32 before computing a loss from them."""
 
     real: RealPool
     num_classes: int
@@ -44,6 +47,7 @@ class ObjectiveContext:
     make_network: NetworkFactory
     dsa: DSA | None
     device: torch.device
+    forward_context: Callable[[], ContextManager] = contextlib.nullcontext
 
 
 class Objective:
