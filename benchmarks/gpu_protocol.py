@@ -46,7 +46,8 @@ CROSS_ARCHS = ("ResNet18", "VGG11", "AlexNet")  # the paper's Tab. 2
 def method_config(method: str, objective: str, ipc: int, args, seed: int) -> DistillConfig:
     """The ``DistillConfig`` of a distilled row; every row has the same IPC budget (equal stored bytes)."""
     common = dict(objective=objective, ipc=ipc, iterations=10**9, time_limit_s=args.distill_s,
-                  net_width=args.width, seed=seed, device=args.device, zca=objective == "mtt")
+                  net_width=args.width, seed=seed, device=args.device, zca=objective == "mtt",
+                  precision=args.precision)
     paper_haba = dict(parameterization="haba", hallucinator={"init": "random"},
                       # the paper: η_H = η_B (Sec. 4, implementation details)
                       lr_hallucinators=DistillConfig(objective=objective).resolved_lr_bases)
@@ -209,6 +210,8 @@ def parse_args(argv=None):
     p.add_argument("--budget-s", type=float, default=420.0, help="wall-clock deadline for the whole protocol")
     p.add_argument("--reserve-s", type=float, default=15.0, help="stop starting new work this close to the deadline")
     p.add_argument("--distill-s", type=float, default=8.0, help="distillation wall-clock per run (equal for all)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                   help="distillation forward passes in float32 (the paper) or under bfloat16 autocast, every row alike")
     p.add_argument("--width", type=int, default=128, help="ConvNet width (distillation and evaluation)")
     p.add_argument("--batch-real", type=int, default=256, help="DM real images per class per iteration")
     p.add_argument("--eval-epochs", type=int, default=300)

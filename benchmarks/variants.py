@@ -94,6 +94,10 @@ VARIANTS["haba-pca-advw8"] = {**VARIANTS["haba-pca"], "adversary_width": 8}
 # learned as in modest; "-frozen" keeps the pretrained bank fixed.
 VARIANTS["modest-pre"] = {**VARIANTS["modest"], "hallucinator_pretrain_steps": 300}
 
+# bfloat16 forward passes for the distillation and adversary networks (issue 19): the same runs, faster
+VARIANTS["modest-bf16"] = {**VARIANTS["modest"], "precision": "bf16"}
+VARIANTS["haba-pca-bf16"] = {**VARIANTS["haba-pca"], "precision": "bf16"}
+
 # The nulls that tell whether learning the hallucinators helps (issue 14): the same recipe with the
 # hallucinators (convolutions and σ/μ) frozen at their initialisation — same bytes, same compute per step.
 FROZEN = {"lr_hallucinators": 0.0, "lr_affine": 0.0}
