@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from haba_core import EvalConfig, FactorizedDataset, evaluate, select_coreset
+from haba_core import DistillConfig, EvalConfig, FactorizedDataset, evaluate, merge_layers, parse_set, select_coreset
 from haba_core.objectives import objective_names
 
 from .harness import (REPO_ROOT, add_common_args, command_line, configure_threads, machine_info, machine_line,
@@ -26,7 +26,8 @@ from .datasets import load_pair
 from .variants import variant_config
 
 
-def run_variant(name: str, train, test, args, seed: int) -> dict:
+def run_config(name: str, args, seed: int) -> DistillConfig:
+    """The variant's DistillConfig with the study's settings, then the study's ``--set`` overrides."""
     fixed = args.iterations is not None  # fixed iterations (robust to a shared machine's load) or fixed time
     cfg = variant_config(name, objective=args.objective, ipc=args.ipc, iterations=args.iterations if fixed else 10**9,
                          time_limit_s=None if fixed else args.time_budget, net_width=args.net_width, seed=seed,
@@ -39,6 +40,14 @@ def run_variant(name: str, train, test, args, seed: int) -> dict:
         cfg.mtt.buffer = str(args.buffer)
         cfg.mtt.syn_steps, cfg.mtt.expert_epochs = args.mtt_syn_steps, args.mtt_expert_epochs
         cfg.mtt.max_start_epoch = args.mtt_max_start_epoch
+    if args.set:  # study-wide overrides, applied last to every variant
+        cfg = DistillConfig.from_dict(merge_layers(cfg.to_dict(), parse_set(args.set))).validate()
+    return cfg
+
+
+def run_variant(name: str, train, test, args, seed: int) -> dict:
+    fixed = args.iterations is not None
+    cfg = run_config(name, args, seed)
     total = args.iterations if fixed else args.time_budget
     marks = [total * (k + 1) / args.snapshots for k in range(args.snapshots)]
     snaps: list[tuple[int, float, object]] = []
@@ -130,6 +139,9 @@ def main(argv=None) -> None:
     p.add_argument("--mtt-expert-epochs", type=int, default=2)
     p.add_argument("--mtt-max-start-epoch", type=int, default=20)
     p.add_argument("--variants", default="plain,haba-paper,haba-pca")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="DistillConfig override applied to every variant after its own settings (repeatable), "
+                        "e.g. --set net_depth=2 --set dsa=false")
     p.add_argument("--time-budget", type=float, default=600.0, help="distillation seconds per run")
     p.add_argument("--iterations", type=int, default=None,
                    help="fixed iterations per run instead of --time-budget (wall-clock is still reported)")

@@ -125,3 +125,19 @@ def test_hostile_clients_quick(tmp_path):
     assert by[("huge-bases", "none")]["hostile_dropped"] == 1 and by[("huge-bases", "none")]["kinds"] == "magnitude"
     assert by[("flip", "score")]["hostile_dropped"] == 1 and by[("flip", "score")]["kinds"] == "sanity"
     assert all(r["failed_runs"] == 0 for r in rows)
+
+
+def test_compute_matched_set_overrides_every_variant_last():
+    import argparse
+
+    from benchmarks.compute_matched import run_config
+    from haba_core import ConfigError
+
+    args = argparse.Namespace(objective="dm", ipc=2, iterations=5, time_budget=1.0, net_width=8, device="cpu",
+                              batch_real=16, buffer=None, set=["precision=bf16", "net_depth=2", "dm.batch_real=8"])
+    for name in ("modest", "idc"):
+        cfg = run_config(name, args, seed=3)
+        assert (cfg.precision, cfg.net_depth, cfg.dm.batch_real, cfg.net_width, cfg.seed) == ("bf16", 2, 8, 8, 3)
+    assert run_config("modest", argparse.Namespace(**{**vars(args), "set": []}), 0).precision == "fp32"
+    with pytest.raises(ConfigError, match="nosuch"):
+        run_config("modest", argparse.Namespace(**{**vars(args), "set": ["nosuch=1"]}), 0)
