@@ -195,8 +195,8 @@ def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
 
     make_network = network_factory(config, image_shape, num_classes, device, network_init)
     dsa = DSA() if config.use_dsa else None
-    ctx = ObjectiveContext(pool, num_classes, image_shape, make_network, dsa, device,
-                           forward_context=functools.partial(forward_precision, config.precision, device))
+    forward_context = functools.partial(forward_precision, config.precision, device)  # every network forward pass
+    ctx = ObjectiveContext(pool, num_classes, image_shape, make_network, dsa, device, forward_context=forward_context)
     objective = build_objective(config, ctx, trajectories)
     optimizers = _optimizer_groups(config, synth, objective)
     adversary = None
@@ -208,7 +208,7 @@ def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
         adversary = Adversary(make_adversary(generator), config.lr_adversary, momentum=config.adversary_momentum,
                               lambda_con=config.lambda_con, lambda_task=config.lambda_task,
                               temperature=config.temperature, normalization=config.contrastive_normalization,
-                              forward_context=functools.partial(forward_precision, config.precision, device))
+                              forward_context=forward_context)
 
     start = 0
     history: list[dict[str, float]] = []
