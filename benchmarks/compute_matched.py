@@ -14,8 +14,6 @@ import copy
 import time
 from pathlib import Path
 
-import torch
-
 from haba_core import DistillConfig, EvalConfig, FactorizedDataset, evaluate, merge_layers, parse_set, select_coreset
 from haba_core.objectives import objective_names
 

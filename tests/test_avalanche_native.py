@@ -11,7 +11,7 @@ from avalanche.training.plugins import ReplayPlugin
 
 from haba_core import BudgetError, ConfigError
 from haba_core.loss_terms import active_loss_terms
-from strategies import (CPU_BUDGET, GPU_BUDGET, ComputeBudget, HabaBuffer, HabaReplay, HabaReplayPlugin,
+from strategies import (CPU_BUDGET, GPU_BUDGET, ComputeBudget, HabaBuffer, HabaReplayPlugin,
                         default_cl_config, resolve_budget)
 from test_avalanche_plugin import (N_CLASSES, SIZE, make_haba, quiet_evaluator, tiny_distill, tiny_model,
                                          tiny_stream)

@@ -5,7 +5,6 @@ show only the loss terms a recipe computes; PNG grids carry a caption and class 
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 import torch

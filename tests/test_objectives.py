@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from haba_core import DSA, ExpertConfig, get_network, train_experts
+from haba_core import DSA, ExpertConfig, train_experts
 from haba_core.distillation import network_factory
 from haba_core.objectives import (DCObjective, DMObjective, DSAObjective, MTTConfig, MTTObjective,
                                   ObjectiveContext, RealPool)
