@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", choices=["auto", "cpu", "cuda"], help=f"where to compute {_default(_D.device)}")
     g.add_argument("--precision", choices=list(PRECISIONS),
                    help="bf16: the distillation and adversary networks' forward passes under bfloat16 autocast "
-                        "(1.3-1.7x the iterations per second on CPUs with AMX/AVX512-BF16; bases and hallucinators "
+                        "(1.3-1.7x the iterations per second at width 128 on CPUs with AMX/AVX512-BF16; bases and hallucinators "
                         "stay float32; no accuracy change measured under DM, lower under MTT); fp32: the paper "
                         f"{_default(_D.precision)}")
     g = p.add_argument_group("evaluation")

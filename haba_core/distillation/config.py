@@ -41,9 +41,9 @@ class DistillConfig:
     ``adversary_width`` (also the toolkit's, ConvNet only) gives the adversary F its own, usually smaller, width
     (``None``: ``net_width``, as the paper); such an F does not start from federated ``network_init`` weights.
     ``precision`` ``"bf16"`` (the toolkit's; ``"fp32"`` = the paper) runs the forward passes of the distillation
-    and adversary networks under bfloat16 autocast (their backward follows): on CPUs with AMX/AVX-512-BF16 an
-    iteration takes 0.6–0.76× the time; bases, hallucinators, network weights and every loss stay float32
-    (:mod:`haba_core.distillation.precision`). Measured: no accuracy change under DM, −2.7 ± 3.5 points under
+    and adversary networks under bfloat16 autocast (their backward follows): at width 128 on CPUs with
+    AMX/AVX-512-BF16 an iteration takes 0.6–0.76× the time; bases, hallucinators, network weights and every loss
+    stay float32 (:mod:`haba_core.distillation.precision`). Measured: no accuracy change under DM, −2.7 ± 3.5 points under
     MTT on digits (BENCHMARKS.md, issue 19).
     ``hallucinator_pretrain_steps`` > 0 (the toolkit's, 0 = the paper) pretrains the hallucinators after their
     init on real same-class neighbour pairs (:mod:`haba_core.factorization.pretrain`; Adam at
