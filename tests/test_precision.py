@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -82,7 +84,6 @@ def test_haba_distill_precision_flag(tmp_path):
     out = tmp_path / "o"
     ran = run_main(main, [*TINY, "--precision", "bf16", "--eval-runs", "0", "--no-compare", "--out", str(out)])
     assert ran.code == 0, ran.err
-    import json
     assert json.loads((out / "meta.json").read_text())["config"]["precision"] == "bf16"
     assert_clean_error(run_main(main, [*TINY, "--precision", "fp16", "--out", str(tmp_path / "bad")]), "precision")
     assert_clean_error(run_main(main, [*TINY, "--set", "precision=fp16", "--out", str(tmp_path / "bad")]), "precision")

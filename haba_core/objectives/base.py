@@ -61,6 +61,13 @@ class Objective:
     def loss(self, images: Tensor, labels: Tensor, generator: torch.Generator) -> Tensor:
         raise NotImplementedError
 
+    def forward(self, network: Callable[..., Tensor], *inputs) -> Tensor:
+        """``network(*inputs)`` in the run's forward context (bfloat16 autocast under ``precision="bf16"``),
+        returned as float32 so that losses are computed in float32 (a no-op in float32 runs)."""
+        with self.ctx.forward_context():
+            out = network(*inputs)
+        return out.float()
+
     def after_update(self, sample_synthetic: SyntheticSampler, generator: torch.Generator) -> None:
         """Hook run after each synthetic update (DC trains its network here)."""
 

@@ -68,10 +68,9 @@ class DCObjective(Objective):
         for c, real, syn in self.class_batches(images, labels, self.config.batch_real, generator, self.siamese):
             target_real = torch.full((real.shape[0],), c, dtype=torch.long, device=real.device)
             target_syn = torch.full((syn.shape[0],), c, dtype=torch.long, device=syn.device)
-            with self.ctx.forward_context():
-                out_real, out_syn = net(real), net(syn)
-            gw_real = [g.detach() for g in torch.autograd.grad(F.cross_entropy(out_real.float(), target_real), params)]
-            gw_syn = torch.autograd.grad(F.cross_entropy(out_syn.float(), target_syn), params, create_graph=True)
+            gw_real = [g.detach() for g in torch.autograd.grad(F.cross_entropy(self.forward(net, real), target_real),
+                                                                 params)]
+            gw_syn = torch.autograd.grad(F.cross_entropy(self.forward(net, syn), target_syn), params, create_graph=True)
             total = total + match_loss(list(gw_syn), gw_real)
         return total
 
@@ -86,9 +85,7 @@ class DCObjective(Objective):
             x = images[perm]
             if self.siamese and self.ctx.dsa is not None:
                 x = self.ctx.dsa(x, generator=generator)
-            with self.ctx.forward_context():
-                logits = self.net(x)
-            loss = F.cross_entropy(logits.float(), labels[perm])
+            loss = F.cross_entropy(self.forward(self.net, x), labels[perm])
             self.net_opt.zero_grad(set_to_none=True)
             loss.backward()
             self.net_opt.step()

@@ -50,11 +50,9 @@ class DMObjective(Objective):
             p.requires_grad_(False)
         total = images.new_zeros(())
         for _, real, syn in self.class_batches(images, labels, self.config.batch_real, generator):
-            with torch.no_grad(), self.ctx.forward_context():
-                feat_real = net.embed(real)
-            with self.ctx.forward_context():
-                feat_syn = net.embed(syn)
-            feat_real, feat_syn = feat_real.float(), feat_syn.float()
+            with torch.no_grad():
+                feat_real = self.forward(net.embed, real)
+            feat_syn = self.forward(net.embed, syn)
             total = total + ((feat_real.mean(0) - feat_syn.mean(0)) ** 2).sum()
             if self.config.match == "mmd":
                 total = total + self.config.mmd_weight * gaussian_mmd(feat_real, feat_syn, self.config.mmd_bandwidths)

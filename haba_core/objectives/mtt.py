@@ -122,9 +122,7 @@ class MTTObjective(Objective):
             x, y = draw(idx)
             if self.ctx.dsa is not None:
                 x = self.ctx.dsa(x, generator=generator)
-            with self.ctx.forward_context():
-                out = functional_call(self.net, self._unflatten(params), (x,))
-            ce = F.cross_entropy(out.float(), y)
+            ce = F.cross_entropy(self.forward(functional_call, self.net, self._unflatten(params), (x,)), y)
             (grad,) = torch.autograd.grad(ce, params, create_graph=True)
             params = params - lr * grad
         num = ((params - target) ** 2).sum()
