@@ -58,6 +58,9 @@ def method_config(method: str, objective: str, ipc: int, args, seed: int) -> Dis
         "haba-paper-frozen": {**paper_haba, **FROZEN},
         "modest": {},
         "modest-frozen": dict(FROZEN),
+        # hallucinators pretrained on real same-class neighbour pairs first (issue 14's lead; inside the budget)
+        "modest-pre": dict(hallucinator_pretrain_steps=300),
+        "modest-pre-frozen": dict(hallucinator_pretrain_steps=300, **FROZEN),
     }
     base = "modest" if method.startswith("modest") else "paper"
     cfg = recipe_config(base, **common, **table[method])
@@ -224,6 +227,7 @@ def parse_args(argv=None):
     p.add_argument("--ipcs", default="2,11", help="the two IPC budgets (small, large)")
     p.add_argument("--cross-archs", default=",".join(CROSS_ARCHS))
     p.add_argument("--first-seed", type=int, default=0, help="run DM seeds first..seeds-1 only (no MTT, no cross-arch)")
+    p.add_argument("--dm-only", action="store_true", help="DM seeds first..seeds-1 only, also from seed 0")
     p.add_argument("--smoke", action="store_true", help="tiny sizes for a CPU wiring check")
     args = p.parse_args(argv)
     if not args.render and not (args.data and args.out):
@@ -276,7 +280,7 @@ def main(argv=None) -> int:
         return True
 
     small, large = (int(v) for v in args.ipcs.split(","))
-    if args.first_seed:
+    if args.first_seed or args.dm_only:
         for seed in range(args.first_seed, args.seeds):
             if not (cell("dm", small, seed) and cell("dm", large, seed)):
                 break

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 ROW_KEYS = {"part", "stored_bytes", "ipc_equivalent", "mean", "std", "value", "n", "load"}
@@ -116,3 +117,14 @@ def test_speed_restrict_keeps_only_the_named_shapes_and_objectives():
     assert restrict(FULL, None, ["mtt"], argparse.ArgumentParser()).batch_real_checks == ()
     with pytest.raises(SystemExit):
         restrict(FULL, ["imagenet-like"], None, argparse.ArgumentParser())
+
+
+def test_speed_precision_reaches_every_distillation_config():
+    from dataclasses import replace
+
+    sys.path.insert(0, str(REPO))
+    from benchmarks.speed.common import base_config
+    from benchmarks.speed.settings import QUICK
+
+    assert base_config(QUICK, torch.device("cpu"), objective="dm").precision == "fp32"
+    assert base_config(replace(QUICK, precision="bf16"), torch.device("cpu"), objective="dc").precision == "bf16"

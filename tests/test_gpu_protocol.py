@@ -64,3 +64,16 @@ def test_frozen_variant_freezes_only_the_hallucinators():
     assert frozen.resolved_lr_hallucinators == 0.0 and frozen.lr_affine == 0.0
     assert frozen.resolved_lr_bases == learned.resolved_lr_bases
     assert learned.hallucinator.init == "random"
+
+
+def test_dm_only_runs_no_mtt_and_pretrained_rows_are_configured(tmp_path):
+    out = tmp_path / "out"
+    assert gpu_protocol.main(["--smoke", "--device", "cpu", "--data", str(tiny_cifar(tmp_path)), "--out", str(out),
+                              "--ipcs", "2,3", "--seeds", "1", "--dm-only", "--methods", "idc"]) == 0
+    rows = json.loads((out / "gpu_protocol.json").read_text())["rows"]
+    assert {(r["objective"], r["ipc"], r["method"]) for r in rows} == {("dm", 2, "idc"), ("dm", 3, "idc")}
+    args = gpu_protocol.parse_args(["--smoke", "--data", "x", "--out", "y"])
+    pre = gpu_protocol.method_config("modest-pre", "dm", 2, args, 0)
+    frozen = gpu_protocol.method_config("modest-pre-frozen", "dm", 2, args, 0)
+    assert pre.hallucinator_pretrain_steps == frozen.hallucinator_pretrain_steps == 300
+    assert pre.lr_hallucinators > 0 and frozen.lr_hallucinators == 0.0

@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shapes", default=None, help="comma-separated subset of the data shapes (e.g. cifar10-like)")
     parser.add_argument("--objectives", default=None, help="comma-separated subset of the objectives of part 1 "
                         "(e.g. dm,dc,mtt); also drops the batch_real re-runs of other objectives")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                        help="DistillConfig.precision of every distillation run (bf16: autocast forward passes)")
     args = parser.parse_args(argv)
     if args.from_json is not None:
         data = json.loads(args.from_json.read_text())
@@ -53,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     H.configure_threads(args)
     seeds = H.seed_list(args)
     s = QUICK if args.quick else FULL
+    s = replace(s, precision=args.precision)
     parts = set(args.parts.split(","))
     unknown = parts - set(PARTS)
     if unknown:

@@ -31,7 +31,7 @@ def base_config(s: Settings, device: torch.device, mtt_composition: str | None =
     """The study's DistillConfig; ``mtt_composition`` sets ``mtt.composition`` (per_step | pairs)."""
     composition = mtt_composition
     cfg = DistillConfig(net_width=s.net_width, net_depth=s.net_depth, device=str(device),
-                        checkpoint_every=10**9, **kw)
+                        checkpoint_every=10**9, precision=s.precision, **kw)
     cfg.dm.batch_real = s.batch_real
     cfg.dc.batch_real = s.batch_real
     cfg.dc.outer_loop = s.dc_outer

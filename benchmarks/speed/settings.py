@@ -46,6 +46,7 @@ class Settings:
     batch_real_checks: tuple = (("cifar10-like", "dm", 11, 256),)   # (data, objective, IPC, batch_real) re-run
     threads_check: bool = True           # part 0: DM haba iteration with 1 thread vs all cores
     threads_counts: tuple = ()           # thread counts of part 0 (empty: 1 and the core count)
+    precision: str = "fp32"              # DistillConfig.precision of every distillation run (fp32 | bf16)
 
 
 FULL = Settings()
