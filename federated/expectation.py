@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from haba_core import HallucinatorConfig, Preprocessor, objective_spec, plan_budget
@@ -27,6 +27,17 @@ class PayloadExpectation:
     learned_lr: bool
     value_span: float = math.inf
     """Largest ``|x|`` of a normalised real image (from the dataset's mean/std); bounds uploaded values."""
+    shared_bank: bool = False
+    """Bases only: the hallucinators are the server's shared bank (:mod:`federated.shared_bank`), not uploaded."""
+
+    def through_shared_bank(self, bpc: int) -> "PayloadExpectation":
+        """The expectation of a bases-only upload of ``bpc`` bases per class through the shared bank."""
+        return replace(self, bpc=int(bpc), shared_bank=True)
+
+    @property
+    def numbers(self) -> tuple[int, int]:
+        """(numbers per image, numbers per basis)."""
+        return math.prod(self.image_shape), math.prod(self.basis_shape)
 
 
 def normalised_span(preprocessor: Preprocessor) -> float:

@@ -14,7 +14,8 @@ The server trusts nothing in it. :func:`decode_payload` checks, in this order, a
 ``unexpected-array`` (including ``lr`` when the objective learns none) · ``zca`` · ``dtype`` ·
 ``undecodable`` · ``non-finite`` · ``magnitude`` · ``image-shape`` · ``num-classes`` · ``parameterization`` ·
 ``hallucinator-config`` · ``shape`` · ``hallucinator-shape`` · ``label-range`` · ``budget`` · ``lr`` ·
-``format`` (anything ``FactorizedDataset.from_tensors`` still refuses) · ``composed-range``; the server
+``bank`` (a bases-only upload declaring another shared bank than the server's) · ``format`` (anything
+``FactorizedDataset.from_tensors`` still refuses) · ``composed-range``; the server
 adds ``client-error`` and ``sanity`` (:mod:`federated.defence`).
 
 Value bounds derive from the data's value range (``PayloadExpectation.value_span``, the largest ``|x|`` of a
@@ -40,6 +41,7 @@ from .accounting import array_bytes, tensor_bytes
 from .metrics_check import TRAIN_METRICS, MetricsRejected, check_metrics
 from .conversion import to_factorized
 from .expectation import PayloadExpectation
+from .shared_bank import bank_id
 
 PAYLOAD_FORMAT = "haba-fl-payload/1"
 ARRAYS_KEY = "haba.arrays"
@@ -48,7 +50,7 @@ METRICS_KEY = "metrics"
 
 REJECTION_KINDS = ("client-error", "missing-record", "metrics", "bad-meta", "too-large", "unexpected-array", "zca",
                    "dtype", "undecodable", "non-finite", "magnitude", "image-shape", "num-classes", "parameterization",
-                   "hallucinator-config", "shape", "hallucinator-shape", "label-range", "budget", "lr", "format",
+                   "hallucinator-config", "shape", "hallucinator-shape", "label-range", "budget", "lr", "bank", "format",
                    "composed-range", "sanity")
 
 ARRAY_BOUND = 100.0
@@ -116,8 +118,9 @@ def _hallucinator_shapes(count: int, in_channels: int, out_channels: int, size: 
 
 
 def expected_hallucinator_shapes(expect: PayloadExpectation) -> dict[str, tuple[int, ...]]:
-    """Names and shapes of the hallucinator tensors a valid payload carries (empty if not factorized)."""
-    if expect.num_hallucinators == 0:
+    """Names and shapes of the hallucinator tensors a valid payload carries (empty if not factorized, or
+    bases only through a shared bank)."""
+    if expect.num_hallucinators == 0 or expect.shared_bank:
         return {}
     count = expect.num_hallucinators * (expect.num_classes if expect.per_class_hallucinators else 1)
     cfg = tuple(sorted({**asdict(expect.hallucinator), "init": "random"}.items()))  # shapes ignore init
@@ -125,12 +128,17 @@ def expected_hallucinator_shapes(expect: PayloadExpectation) -> dict[str, tuple[
                                 tuple(expect.image_shape[1:]), cfg)
 
 
-def decode_payload(content: RecordDict, expect: PayloadExpectation, preprocessor: Preprocessor) -> DecodedPayload:
+def decode_payload(content: RecordDict, expect: PayloadExpectation, preprocessor: Preprocessor,
+                   bank: Mapping[str, Tensor] | None = None) -> DecodedPayload:
     """Validate a train reply's content against ``expect`` and rebuild the client's factorized dataset.
 
     The result uses ``preprocessor`` (the server's dataset normalisation), whatever the client declared.
+    With ``expect.shared_bank`` the upload carries bases only; ``bank`` (the server's shared bank, tensors
+    named ``hallucinators.<k>``) composes them, and the payload's ``bank_id`` must be that bank's.
     Raises :class:`PayloadRejected`.
     """
+    if expect.shared_bank and not bank:
+        raise ValueError("a bases-only expectation needs the server's shared bank")
     # -- records
     if ARRAYS_KEY not in content.array_records or META_KEY not in content.config_records:
         raise PayloadRejected("missing-record", f"reply lacks the {ARRAYS_KEY!r} ArrayRecord or the {META_KEY!r} "
@@ -224,8 +232,15 @@ def decode_payload(content: RecordDict, expect: PayloadExpectation, preprocessor
             raise PayloadRejected("lr", f"learned learning rate must be one number in (0, {LR_MAX}], "
                                         f"got {lr.reshape(-1)[:4].tolist()}")
 
+    full = tensors
+    if expect.shared_bank:
+        want = bank_id(bank)
+        if meta.get("bank_id") != want:
+            raise PayloadRejected("bank", f"payload was distilled through bank {str(meta.get('bank_id'))[:12]!r}, "
+                                          f"the server's shared bank is {want[:12]!r}")
+        full = {**tensors, **{k: v.detach().cpu() for k, v in bank.items()}}
     try:
-        result = to_factorized(tensors, meta, preprocessor)
+        result = to_factorized(full, meta, preprocessor)
     except FormatError as exc:
         raise PayloadRejected("format", str(exc)) from None
     _check_composed(result, expect)

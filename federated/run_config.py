@@ -63,6 +63,9 @@ DEFAULT_RUN_CONFIG: dict[str, Any] = {
     "distill-overrides": "",
     "drop-empty-classes": True,
     "refine": True,
+    # one hallucinator bank for all clients (federated.shared_bank): a bank round (one client), then
+    # bases-only uploads through that bank; needs num-server-rounds >= 2 and a factorized recipe
+    "shared-hallucinators": False,
     "max-payload-bytes": 50_000_000,
     # training the global model on the server (HaBa)
     "server-epochs": 300,
@@ -92,7 +95,7 @@ CLIENT_KEYS = ("mode", "dataset", "data-root", "train-limit", "test-limit", "par
                "num-threads", "network", "net-width", "net-depth", "net-norm", "recipe", "objective", "parameterization",
                "ipc", "hallucinators", "iterations", "bases-learning-rate", "batch-real", "hallucinator-depth",
                "hallucinator-channels", "hallucinator-activation", "hallucinator-padding", "hallucinator-init", "distill-overrides",
-               "drop-empty-classes", "refine", "num-server-rounds", "local-epochs", "learning-rate", "batch-size")
+               "drop-empty-classes", "refine", "shared-hallucinators", "num-server-rounds", "local-epochs", "learning-rate", "batch-size")
 
 def _coerce(key: str, value: Any, default: Any) -> Any:
     if isinstance(default, bool):
@@ -164,6 +167,9 @@ def check_run_config(cfg: Mapping[str, Any]) -> None:
         raise ConfigError("num-server-rounds must be >= 1")
     if cfg["min-clients"] < 1 or cfg["min-available-clients"] < 1:
         raise ConfigError("min-clients and min-available-clients must be >= 1")
+    if cfg["shared-hallucinators"] and (cfg["mode"] != "haba" or cfg["num-server-rounds"] < 2):
+        raise ConfigError("shared-hallucinators needs mode haba and num-server-rounds >= 2 (a bank round, then "
+                          "bases-only rounds)")
     if cfg["max-payload-bytes"] < 1:
         raise ConfigError("max-payload-bytes must be >= 1")
     if cfg["train-limit"] < 0 or cfg["test-limit"] < 0:

@@ -16,6 +16,10 @@ Per round (``Strategy.start`` of ``flwr.serverapp.strategy``):
 3. Clients report the local accuracy of the new model (``fraction-evaluate``), and the server
    evaluates it on the central test set.
 
+With ``shared-hallucinators`` a round without a bank asks one client for a full payload and keeps its
+hallucinator bank; later rounds send that bank down and take bases-only uploads composed through it
+(:mod:`federated.shared_bank`).
+
 ``num-server-rounds = 1`` is one-shot. Results (accuracy and bytes per round, totals) go to
 ``results-path`` as JSON. ``app`` dispatches on ``mode`` (``haba`` | ``fedavg``);
 :func:`make_server_app` builds the same app with programmatic run-config overrides (used by the runner).
@@ -34,16 +38,17 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import Strategy
 
-from haba_core import (EvalConfig, FactorizedCollection, FactorizedDataset, ImageDataset, train_on_synthetic,
-                       write_json, write_safetensors)
+from haba_core import (ConfigError, EvalConfig, FactorizedCollection, FactorizedDataset, ImageDataset,
+                       train_on_synthetic, write_json, write_safetensors)
 
 from .accounting import DOWN, EVALUATE, TRAIN, UP, CommLedger, array_record_bytes, content_array_bytes
 from .defence import build_check, outliers, sanity_score, split_check
 from .data_cache import load_run_split
+from .distill_settings import distill_config
 from .expectation import expected_payload
 from .fedavg import run_fedavg
 from .metric_aggregation import aggregate_client_metrics
@@ -52,6 +57,7 @@ from .model import build_model, evaluate_model, preprocessor_for, state_dict_cpu
 from .node_runtime import resolve_device, set_threads
 from .payload import PayloadRejected, decode_payload
 from .run_config import client_config, known_keys, resolve_run_config
+from .shared_bank import BANK_ID_KEY, BANK_KEY, BPC_KEY, bank_id, bank_numel, bank_tensors, shared_bpc
 
 logger = logging.getLogger("flwr.haba")
 RESULTS_FORMAT = "haba-fl-results/2"  # /2: accuracies are fractions in [0, 1] (were percent)
@@ -91,6 +97,38 @@ class HabaStrategy(Strategy):
         self.parts: dict[int, FactorizedDataset] = {}
         self.round_info: dict[int, dict[str, Any]] = {}
         self.check = build_check(check, self.preprocessor) if check is not None and len(check) else None
+        self.shared = bool(self.cfg["shared-hallucinators"])
+        if self.shared and (self.expect.num_hallucinators == 0 or self.expect.per_class_hallucinators):
+            raise ConfigError("shared-hallucinators needs a factorized parameterization with one bank for all "
+                              f"classes; the run distils {self.expect.parameterization!r}"
+                              + (" with per-class hallucinators" if self.expect.per_class_hallucinators else ""))
+        self.bank: dict[str, torch.Tensor] | None = None  # the shared bank, once a bank round has given one
+        self.bank_id = ""
+        self.round_expect: dict[int, Any] = {}
+
+    def client_budget_numbers(self) -> int:
+        """Numbers one client may store: its IPC budget, or its full plan's storage when ``bpc`` is explicit."""
+        e = self.expect
+        image_numel, basis_numel = e.numbers
+        ipc = distill_config(self.cfg).ipc
+        if ipc is not None:
+            return int(ipc) * e.num_classes * image_numel
+        return e.bpc * e.num_classes * basis_numel + bank_numel(self.bank or {}) + int(e.learned_lr)
+
+    def _shared_round(self, server_round: int, nodes: list[int]) -> tuple[list[int], dict[str, Any], ArrayRecord | None]:
+        """Nodes to ask, extra instruction config and the bank's ArrayRecord for a shared-bank run's round."""
+        if self.bank is None:  # bank round: one client distils as usual and donates its bank
+            self.round_expect[server_round] = self.expect
+            return nodes[:1], {}, None
+        e = self.expect
+        bpc = shared_bpc(budget_numbers=self.client_budget_numbers(), num_classes=e.num_classes,
+                         basis_numel=e.numbers[1], bank_numbers=bank_numel(self.bank), clients=max(1, len(nodes)),
+                         extra=int(e.learned_lr))
+        self.round_expect[server_round] = e.through_shared_bank(bpc)
+        arrays = ArrayRecord()
+        for name, t in self.bank.items():
+            arrays[name] = Array(t.numpy())
+        return nodes, {BANK_ID_KEY: self.bank_id, BPC_KEY: bpc}, arrays
 
     # -------------------------------------------------------------------------------- train
     def summary(self) -> None:
@@ -102,19 +140,32 @@ class HabaStrategy(Strategy):
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
         nodes = wait_for_nodes(grid, int(self.cfg["min-available-clients"]), float(self.cfg["wait-for-clients-s"]))
+        extra, bank_arrays = {}, None
+        if self.shared:
+            nodes, extra, bank_arrays = self._shared_round(server_round, nodes)
         send_model = len(arrays) > 0
-        down = array_record_bytes(arrays) if send_model else 0
+        down = (array_record_bytes(arrays) if send_model else 0) + (array_record_bytes(bank_arrays) if bank_arrays else 0)
         messages = []
         for node in nodes:
-            content = RecordDict({"config": ConfigRecord({**client_config(self.cfg), "server-round": server_round})})
+            content = RecordDict({"config": ConfigRecord({**client_config(self.cfg), "server-round": server_round,
+                                                          **extra})})
             if send_model:
                 content["arrays"] = arrays
+            if bank_arrays is not None:
+                content[BANK_KEY] = bank_arrays
             messages.append(Message(content, dst_node_id=node, message_type=MessageType.TRAIN,
                                     group_id=str(server_round)))
             self.ledger.add(server_round, node, DOWN, down, TRAIN)
         self.round_info[server_round] = {"sent": len(messages), "valid": 0, "rejected": [], "clients": []}
-        logger.info("round %d: asked %d nodes to distil (%s)", server_round, len(messages),
-                    "with the global model" if send_model else "one-shot, no model sent")
+        if self.shared:
+            self.round_info[server_round]["shared_bank"] = (
+                {"phase": "bank", "donor": nodes[0] if nodes else None} if bank_arrays is None else
+                {"phase": "bases", "bank_id": self.bank_id, "bpc": extra[BPC_KEY], "clients": len(nodes),
+                 "bank_numbers": bank_numel(self.bank), "bank_bytes_down_each": array_record_bytes(bank_arrays)})
+        logger.info("round %d: asked %d nodes to distil (%s%s)", server_round, len(messages),
+                    "with the global model" if send_model else "one-shot, no model sent",
+                    "" if not self.shared else (", bank round" if bank_arrays is None else
+                                                f", bases only through the shared bank, {extra[BPC_KEY]} per class"))
         return messages
 
     def _reject(self, info: dict[str, Any], server_round: int, node: int, kind: str, reason: str) -> None:
@@ -128,6 +179,9 @@ class HabaStrategy(Strategy):
                                                          "clients": []})
         info["no_reply"] = max(0, info["sent"] - len(replies))
         fresh: dict[int, FactorizedDataset] = {}
+        fresh_tensors: dict[int, dict[str, torch.Tensor]] = {}
+        expect = self.round_expect.get(server_round, self.expect)
+        bank = self.bank if expect.shared_bank else None
         for msg in replies:
             node = int(msg.metadata.src_node_id)
             if msg.has_error():
@@ -139,7 +193,7 @@ class HabaStrategy(Strategy):
                 up = sum(len(a.data) for r in msg.content.array_records.values() for a in r.values())
             self.ledger.add(server_round, node, UP, up, TRAIN)
             try:
-                decoded = decode_payload(msg.content, self.expect, self.preprocessor)
+                decoded = decode_payload(msg.content, expect, self.preprocessor, bank=bank)
             except PayloadRejected as exc:
                 self._reject(info, server_round, node, exc.kind, exc.reason)
                 continue
@@ -147,6 +201,7 @@ class HabaStrategy(Strategy):
                 self._reject(info, server_round, node, "format", f"{type(exc).__name__}: {exc}")
                 continue
             fresh[node] = decoded.result
+            fresh_tensors[node] = decoded.tensors
             m = decoded.metrics  # validated: finite numbers in range
             info["clients"].append({"node": node, "partition_id": m.get("partition-id"),
                                     "num_examples": m.get("num-examples"), "bytes_up": decoded.upload_bytes,
@@ -166,6 +221,14 @@ class HabaStrategy(Strategy):
                          server_round, len(fresh), self.cfg["min-clients"])
             return None, MetricRecord({"valid-clients": len(fresh), "rejected-clients": len(info["rejected"])})
         self.parts.update(fresh)
+        if self.shared and self.bank is None:  # the bank round's donor gives the run its bank
+            donor = min(fresh)
+            self.bank = bank_tensors(fresh_tensors[donor])
+            self.bank_id = bank_id(self.bank)
+            info["shared_bank"] = {"phase": "bank", "donor": donor, "bank_id": self.bank_id,
+                                   "bank_numbers": bank_numel(self.bank)}
+            logger.info("round %d: node %s's bank (%d numbers) is now shared by every client", server_round, donor,
+                        bank_numel(self.bank))
         collection = FactorizedCollection(list(self.parts.values())).to(self.device)
         learned = sorted(p.learned_lr for p in self.parts.values() if p.learned_lr is not None)
         # the median, not the mean: one client cannot pull the server's learning rate to the edge of the range
@@ -267,7 +330,7 @@ def build_results(cfg: Mapping[str, Any], result: Any, strategy: Any, ledger: Co
             "clients_sent": info.get("sent", 0), "clients_valid": info.get("valid", 0),
             "clients_no_reply": info.get("no_reply", 0),
             "rejected": info.get("rejected", []), "skipped": bool(info.get("skipped", False)),
-            **{k: info[k] for k in ("clients", "server_train_seconds", "global_bases") if k in info},
+            **{k: info[k] for k in ("clients", "server_train_seconds", "global_bases", "shared_bank") if k in info},
         })
     accs = [r["accuracy"] for r in rounds if r["accuracy"] is not None]
     initial = result.evaluate_metrics_serverapp.get(0) if result is not None else None

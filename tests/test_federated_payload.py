@@ -176,8 +176,9 @@ def test_every_invalid_payload_is_rejected_with_its_reason(case, result, expect,
 
 def test_every_rejection_kind_is_exercised():
     tested = {case.split("/")[0] for case in MUTATIONS}
-    # client-error: tests/test_federated_apps.py; format: the last-resort FormatError from from_tensors
-    assert set(REJECTION_KINDS) - tested == {"client-error", "format", "sanity"}
+    # client-error: tests/test_federated_apps.py; format: the last-resort FormatError from from_tensors;
+    # bank: tests/test_federated_shared_bank.py (needs a shared bank)
+    assert set(REJECTION_KINDS) - tested == {"client-error", "format", "sanity", "bank"}
 
 
 def test_bytes_accounting_equals_array_sizes(result):
