@@ -59,10 +59,13 @@ def one_setting(dataset: str, partition: str, ipc: int, seed: int, args: argpars
     out = {}
     # one HaBa-mode run per parameterization ("" = the recipe's): "idc" / "plain" clients upload IDC or plain
     # DM-distilled images instead (FedDM-style one-shot baselines at the same per-client byte budget)
-    runs = [(haba_key(p), "haba", settings["haba_rounds"], p) for p in args.parameterizations]
-    runs.append(("fedavg", "fedavg", settings["fedavg_rounds"], ""))
-    for key, mode, rounds, param in runs:
-        cfg = {**base, "mode": mode, "num-server-rounds": rounds, "parameterization": param,
+    runs = [(haba_key(p), "haba", settings["haba_rounds"], p, {}) for p in args.parameterizations]
+    if args.shared:  # one bank for all clients: a bank round, then a one-shot bases round (federated.shared_bank)
+        runs.append(("haba-shared", "haba", max(2, settings["haba_rounds"]), "", {"shared-hallucinators": True}))
+    if settings["fedavg_rounds"] > 0:
+        runs.append(("fedavg", "fedavg", settings["fedavg_rounds"], "", {}))
+    for key, mode, rounds, param, extra in runs:
+        cfg = {**base, **extra, "mode": mode, "num-server-rounds": rounds, "parameterization": param,
                "results-path": str(work / f"{dataset}-{partition}-ipc{ipc}-s{seed}-{key}.json")}
         t0 = time.perf_counter()
         out[key] = run_federated(cfg, settings["clients"], backend=args.backend)
@@ -80,7 +83,7 @@ def haba_key(parameterization: str) -> str:
 
 def method_name(key: str) -> str:
     return {"haba": "HaBa", "haba-idc": "IDC", "haba-plain": "plain DM", "haba-haba": "HaBa (full-size bases)",
-            "haba-idc-haba": "HaBa (idc-haba)"}.get(key, key)
+            "haba-idc-haba": "HaBa (idc-haba)", "haba-shared": "HaBa, one shared bank"}.get(key, key)
 
 
 def rows_for(dataset: str, partition: str, ipc: int, runs: list[dict], settings: dict) -> list[dict]:
@@ -98,11 +101,21 @@ def rows_for(dataset: str, partition: str, ipc: int, runs: list[dict], settings:
 
     rows = []
     for key in [k for k in runs[0] if k.startswith("haba")]:
+        if key == "haba-shared":  # round 1 is the bank round (no model); stored = bases + the bank's share
+            k = len(runs[0][key]["rounds"])
+            clients = [c for r in runs for c in r[key]["rounds"][1].get("clients", [])]
+            share = [4 * r[key]["rounds"][1]["shared_bank"]["bank_numbers"] / r[key]["rounds"][1]["shared_bank"]["clients"]
+                     for r in runs if "shared_bank" in r[key]["rounds"][1]]
+            stored = (sum(c["bytes_up"] for c in clients) / len(clients) + sum(share) / len(share)) if clients and share else None
+            rows.append({**row(method_name(key) + f" (bank round + {k - 1})", key, k), "stored_bytes": stored})
+            continue
         clients = [c for r in runs for c in r[key]["rounds"][0].get("clients", [])]
         stored = sum(c["bytes_up"] for c in clients) / len(clients) if clients else None
         for k in sorted({1, settings["haba_rounds"]}):
             name = method_name(key) + (" one-shot" if k == 1 else f" {k}-round")
             rows.append({**row(name, key, k), "stored_bytes": stored})
+    if "fedavg" not in runs[0]:
+        return rows
     for k in [k for k in FEDAVG_REPORT if k <= settings["fedavg_rounds"]] or [settings["fedavg_rounds"]]:
         rows.append({**row("FedAvg", "fedavg", k), "stored_bytes": None})
     # FedAvg rounds needed to reach HaBa one-shot accuracy (seed-averaged curves); None = not within the run
@@ -125,8 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parameterizations", default="",
                         help="comma list of client parameterizations to run in HaBa mode besides the recipe's own "
                              "(e.g. ',idc,plain': the recipe, then IDC and plain DM uploads at the same bytes)")
-    parser.add_argument("--fedavg-rounds", type=int, default=None, help="FedAvg rounds (default 20 full, 2 quick)")
+    parser.add_argument("--fedavg-rounds", type=int, default=None, help="FedAvg rounds (default 20 full, 2 quick; 0 = none)")
     parser.add_argument("--haba-rounds", type=int, default=None, help="HaBa rounds (default 3 full, 2 quick)")
+    parser.add_argument("--shared", action="store_true",
+                        help="also run HaBa with one hallucinator bank for all clients (shared-hallucinators: a bank "
+                             "round, then a one-shot bases round)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one run-config value (e.g. iterations=200, train-limit=10000); repeatable")
     args = parser.parse_args(argv)
@@ -137,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     args.threads_used = max(1, threads)
     settings = dict(QUICK if args.quick else FULL)
     settings["run"] = {**settings["run"], **parse_overrides(args.set)}
-    if args.fedavg_rounds:
+    if args.fedavg_rounds is not None:  # 0 = no FedAvg run
         settings["fedavg_rounds"] = args.fedavg_rounds
     if args.haba_rounds:
         settings["haba_rounds"] = args.haba_rounds

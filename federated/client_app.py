@@ -68,8 +68,8 @@ def haba_train(msg: Message, context: Context) -> Message:
         network_init = msg.content.array_records["arrays"].to_torch_state_dict()
 
     bank, bank_state = shared_bank_of(msg)
-    if bank is not None:  # bases only, through the server's bank kept fixed
-        dcfg.bpc, dcfg.ipc = bank_state["bpc"], None
+    if bank is not None:  # bases only, through the server's bank kept fixed (its size, not the plan's)
+        dcfg.bpc, dcfg.ipc, dcfg.hallucinators = bank_state["bpc"], None, bank_state["hallucinators"]
         dcfg.lr_hallucinators, dcfg.lr_affine = 0.0, 0.0
 
     rounds = int(cfg["num-server-rounds"])
@@ -129,7 +129,10 @@ def shared_bank_of(msg: Message) -> tuple[dict | None, dict | None]:
         raise ConfigError("the shared bank received does not match the fingerprint the server announced")
     if not isinstance(bpc, int) or bpc < 1:
         raise ConfigError(f"the server's bases per class for the shared bank must be a positive integer, got {bpc!r}")
-    return bank, {"bank_id": announced, "bpc": int(bpc)}
+    counts = {int(t.shape[0]) if t.dim() else 0 for t in bank.values()}
+    if len(counts) != 1 or min(counts) < 1:
+        raise ConfigError(f"the shared bank's tensors disagree on the number of hallucinators ({sorted(counts)})")
+    return bank, {"bank_id": announced, "bpc": int(bpc), "hallucinators": counts.pop()}
 
 
 def _first_round_of_state(ckpt: Path, bank_state: dict | None, server_round: int) -> int:

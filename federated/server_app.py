@@ -17,8 +17,8 @@ Per round (``Strategy.start`` of ``flwr.serverapp.strategy``):
    evaluates it on the central test set.
 
 With ``shared-hallucinators`` a round without a bank asks one client for a full payload and keeps its
-hallucinator bank; later rounds send that bank down and take bases-only uploads composed through it
-(:mod:`federated.shared_bank`).
+hallucinator bank (no model is trained in that round); later rounds send that bank down and take
+bases-only uploads composed through it (:mod:`federated.shared_bank`).
 
 ``num-server-rounds = 1`` is one-shot. Results (accuracy and bytes per round, totals) go to
 ``results-path`` as JSON. ``app`` dispatches on ``mode`` (``haba`` | ``fedavg``);
@@ -227,8 +227,9 @@ class HabaStrategy(Strategy):
             self.bank_id = bank_id(self.bank)
             info["shared_bank"] = {"phase": "bank", "donor": donor, "bank_id": self.bank_id,
                                    "bank_numbers": bank_numel(self.bank)}
-            logger.info("round %d: node %s's bank (%d numbers) is now shared by every client", server_round, donor,
-                        bank_numel(self.bank))
+            logger.info("round %d: node %s's bank (%d numbers) is now shared by every client; the global model "
+                        "waits for the bases rounds", server_round, donor, bank_numel(self.bank))
+            return None, MetricRecord({"valid-clients": len(fresh), "rejected-clients": len(info["rejected"])})
         collection = FactorizedCollection(list(self.parts.values())).to(self.device)
         learned = sorted(p.learned_lr for p in self.parts.values() if p.learned_lr is not None)
         # the median, not the mean: one client cannot pull the server's learning rate to the edge of the range

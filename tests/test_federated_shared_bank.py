@@ -23,7 +23,8 @@ from federated.shared_bank import (BANK_ID_KEY, BANK_KEY, BPC_KEY, as_hallucinat
                                    bank_tensors, shared_bpc)
 from haba_core import ConfigError
 
-TINY = {"dataset": "digits", "iterations": 2, "net-width": 16, "net-depth": 2, "batch-real": 32, "hallucinators": 2,
+# 5 hallucinators asked for, 4 fit the plan of 2 images per class: bases-only clients must use the bank's 4
+TINY = {"dataset": "digits", "iterations": 2, "net-width": 16, "net-depth": 2, "batch-real": 32, "hallucinators": 5,
         "server-epochs": 3, "fraction-evaluate": 0.0, "wait-for-clients-s": 1.0}
 
 
@@ -102,6 +103,7 @@ def test_client_distils_bases_only_through_the_bank_and_server_validates_them():
     assert not [n for n in sent.keys() if n.startswith("hallucinators.")]  # bases only
     shared = expect.through_shared_bank(bpc)
     decoded = decode_payload(reply.content, shared, preprocessor_for(test), bank=bank)
+    assert decoded.result.num_hallucinators == expect.num_hallucinators == 4
     got = decoded.result.synthetic.hallucinators.state_dict()
     assert all(torch.equal(got[k], v) for k, v in as_hallucinator_init(bank).items())  # composed through the bank
     assert int(torch.bincount(decoded.result.synthetic.labels).max()) == bpc
@@ -159,6 +161,7 @@ def test_three_rounds_bank_round_then_bases_only_refined(tmp_path, monkeypatch):
     assert results["status"] == "ok"
     r1, r2, r3 = results["rounds"]
     assert r1["clients_sent"] == 1 and r1["shared_bank"]["phase"] == "bank"
+    assert r1["accuracy"] is None and r2["accuracy"] is not None  # no model from the bank round alone
     assert r2["clients_sent"] == r3["clients_sent"] == 3 and r2["shared_bank"]["phase"] == "bases"
     assert r2["shared_bank"]["bank_id"] == r1["shared_bank"]["bank_id"] == r3["shared_bank"]["bank_id"]
     # round 1: the donor distils as usual; later rounds: bases only through the fixed bank, refined in round 3
@@ -191,6 +194,6 @@ def test_bank_round_bytes_are_counted(tmp_path):
                          over)
     r1, r2 = results["rounds"]
     assert r1["bytes_down"] == 0 and r1["bytes_up"] > 0 and len(r1["clients"]) == 1
+    assert r2["bytes_down"] == 2 * r2["shared_bank"]["bank_bytes_down_each"]  # the bank only: no model yet
     assert len(r2["clients"]) == 2 and all(c["bytes_up"] < r1["clients"][0]["bytes_up"] * 2 for c in r2["clients"])
-    assert r2["bytes_down"] > 2 * r2["shared_bank"]["bank_bytes_down_each"] - 1
     assert array_record_bytes(ArrayRecord()) == 0
