@@ -47,3 +47,45 @@ def test_bad_mmd_settings_raise(bad):
 def test_config_layering_reaches_the_dm_match():
     cfg = recipe_config("modest", dm={"match": "mmd"})
     assert cfg.dm.match == "mmd" and cfg.dm.batch_real == DMConfig().batch_real
+
+
+@pytest.mark.parametrize("match", ["mean", "mmd"])
+def test_batched_classes_give_the_per_class_loss_and_gradient(match):
+    """One forward pass for all classes (issue 19) computes what one pass per class computes."""
+    ctx, _, _ = _ctx(dsa=True)
+    syn, labels = _noise_syn(n_per_class=3)
+    out = {}
+    for batched in (True, False):
+        x = syn.clone().requires_grad_(True)
+        loss = DMObjective(ctx, DMConfig(batch_real=16, match=match, batched_classes=batched)).loss(
+            x, labels, torch.Generator().manual_seed(7))
+        loss.backward()
+        out[batched] = (loss.detach(), x.grad)
+    assert torch.allclose(out[True][0], out[False][0], rtol=1e-5, atol=1e-6)
+    assert torch.allclose(out[True][1], out[False][1], rtol=1e-4, atol=1e-7)
+    assert out[True][1].abs().sum() > 0
+
+
+def test_batch_norm_networks_keep_the_per_class_path(monkeypatch):
+    from haba_core.objectives import dm as dm_module
+
+    ctx, _, _ = _ctx()
+    syn, labels = _noise_syn(n_per_class=3)
+    called = []
+    monkeypatch.setattr(dm_module.DMObjective, "_batched_loss", lambda self, *a: called.append(1) or a)
+    monkeypatch.setattr(dm_module, "_has_batch_norm", lambda net: True)
+    DMObjective(ctx, DMConfig(batch_real=16)).loss(syn, labels, torch.Generator().manual_seed(7))
+    assert not called
+    monkeypatch.setattr(dm_module, "_has_batch_norm", lambda net: False)
+    DMObjective(ctx, DMConfig(batch_real=16)).loss(syn, labels, torch.Generator().manual_seed(7))
+    assert called
+
+
+def test_resuming_ignores_only_how_dm_batches_classes():
+    from haba_core.distillation.checkpoint import check_compatible
+
+    cfg = recipe_config("modest").to_dict()
+    old = {**cfg, "dm": {k: v for k, v in cfg["dm"].items() if k != "batched_classes"}}
+    check_compatible(old, cfg)  # a checkpoint from before the field resumes
+    with pytest.raises(ConfigError):
+        check_compatible({**cfg, "dm": {**cfg["dm"], "batch_real": 7}}, cfg)

@@ -22,12 +22,18 @@ class DMConfig:
     distribution scores better than one whose hallucinations collapse onto the mean. The kernel bandwidths
     are ``mmd_bandwidths`` × the mean squared distance between the real embeddings (median-style heuristic),
     and the MMD² is multiplied by that distance so that both terms have the same units.
+
+    ``batched_classes`` embeds every class's real batch in one forward pass and every class's synthetic
+    images in another (class means by one matrix product) instead of two passes per class: the same loss
+    within float rounding, ~10× fewer network calls (what a GPU iteration pays for; issue 19). Networks
+    with batch normalisation always take the per-class path (their statistics would mix classes).
     """
 
     batch_real: int = 256
     match: str = "mean"
     mmd_bandwidths: tuple[float, ...] = (0.5, 1.0, 2.0)
     mmd_weight: float = 1.0
+    batched_classes: bool = True
 
 
 class DMObjective(Objective):
@@ -48,15 +54,46 @@ class DMObjective(Objective):
         net.train()
         for p in net.parameters():
             p.requires_grad_(False)
+        batches = list(self.class_batches(images, labels, self.config.batch_real, generator))  # same draws either way
+        if self.config.batched_classes and len(batches) > 1 and not _has_batch_norm(net):
+            return self._batched_loss(net, batches)
         total = images.new_zeros(())
-        for _, real, syn in self.class_batches(images, labels, self.config.batch_real, generator):
+        for _, real, syn in batches:
             with torch.no_grad():
                 feat_real = self.forward(net.embed, real)
             feat_syn = self.forward(net.embed, syn)
-            total = total + ((feat_real.mean(0) - feat_syn.mean(0)) ** 2).sum()
-            if self.config.match == "mmd":
-                total = total + self.config.mmd_weight * gaussian_mmd(feat_real, feat_syn, self.config.mmd_bandwidths)
+            total = total + self._class_term(feat_real, feat_syn)
         return total
+
+    def _class_term(self, feat_real: Tensor, feat_syn: Tensor) -> Tensor:
+        term = ((feat_real.mean(0) - feat_syn.mean(0)) ** 2).sum()
+        if self.config.match == "mmd":
+            term = term + self.config.mmd_weight * gaussian_mmd(feat_real, feat_syn, self.config.mmd_bandwidths)
+        return term
+
+    def _batched_loss(self, net, batches: list[tuple[int, Tensor, Tensor]]) -> Tensor:
+        """All classes through the network at once; class means as ``averaging matrix @ features``."""
+        real_sizes = [r.shape[0] for _, r, _ in batches]
+        syn_sizes = [s.shape[0] for _, _, s in batches]
+        with torch.no_grad():
+            feat_real = self.forward(net.embed, torch.cat([r for _, r, _ in batches]))
+        feat_syn = self.forward(net.embed, torch.cat([s for _, _, s in batches]))
+        if self.config.match == "mmd":
+            return sum(self._class_term(r, s) for r, s in zip(feat_real.split(real_sizes), feat_syn.split(syn_sizes)))
+        diff = _averaging(real_sizes, feat_real) @ feat_real - _averaging(syn_sizes, feat_syn) @ feat_syn
+        return (diff ** 2).sum()
+
+
+def _averaging(sizes: list[int], like: Tensor) -> Tensor:
+    """The (classes × samples) matrix whose row c averages class c's consecutive block of ``sizes[c]`` rows."""
+    block = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
+    weights = torch.tensor([1.0 / n for n in sizes]).repeat_interleave(torch.tensor(sizes))
+    matrix = (torch.arange(len(sizes)).unsqueeze(1) == block.unsqueeze(0)) * weights
+    return matrix.to(device=like.device, dtype=like.dtype)
+
+
+def _has_batch_norm(net: torch.nn.Module) -> bool:
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
 
 
 def gaussian_mmd(real: Tensor, syn: Tensor, bandwidths: tuple[float, ...]) -> Tensor:
