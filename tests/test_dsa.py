@@ -168,3 +168,16 @@ def test_dsa_gradients_are_identical_run_to_run_on_cuda():
         loss.backward()
         grads.append(xs.grad)
     assert torch.equal(grads[0], grads[1])
+
+
+def test_matrix_warp_never_synchronises_with_the_host():
+    """No boolean indexing (``aten::nonzero``) in the CUDA warp path: each one is a device→host sync."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from haba_core.augment.ops import warp_by_matrix
+
+    x = torch.rand(4, 3, 16, 16)
+    theta = torch.tensor([[[0.9, -0.2, 0.0], [0.2, 1.1, 0.0]]])
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        warp_by_matrix(x, theta)
+    assert not [e for e in prof.key_averages() if e.key in ("aten::nonzero", "aten::item", "aten::_local_scalar_dense")]

@@ -109,12 +109,15 @@ def warp_by_matrix(x: Tensor, theta: Tensor) -> Tensor:
     ix, iy = (grid[:, 0] + 1) / 2 * (W - 1), (grid[:, 1] + 1) / 2 * (H - 1)
     x0, y0 = ix.floor(), iy.floor()
     fx, fy = ix - x0, iy - y0
-    rows = torch.arange(H * W, device=x.device)
+    cols = torch.arange(H * W, device=x.device).unsqueeze(0)
     matrix = x.new_zeros(H * W, H * W)
     for dx, dy, w in ((0, 0, (1 - fx) * (1 - fy)), (1, 0, fx * (1 - fy)), (0, 1, (1 - fx) * fy), (1, 1, fx * fy)):
         cx, cy = (x0 + dx).long(), (y0 + dy).long()
         ok = (cx >= 0) & (cx < W) & (cy >= 0) & (cy < H)
-        matrix[rows[ok], (cy * W + cx)[ok]] = w[ok]  # the four corners of a row are distinct columns
+        # one-hot rows, no boolean indexing (that would synchronise with the host four times per corner);
+        # the four corners of a row are distinct columns, so each entry gets one weight or exact zeros
+        column = torch.where(ok, cy * W + cx, -1).unsqueeze(1)
+        matrix = matrix + (column == cols) * torch.where(ok, w, 0.0).unsqueeze(1)
     return (x.reshape(N * C, H * W) @ matrix.T).reshape(N, C, H, W)
 
 

@@ -90,10 +90,12 @@ class Objective:
     def class_batches(self, images: Tensor, labels: Tensor, batch_real: int, generator: torch.Generator,
                       siamese: bool = True) -> Iterator[tuple[int, Tensor, Tensor]]:
         """Yield (class, real batch, synthetic images) for every class with both, siamese-augmented."""
+        on_host = labels.detach().cpu()  # one device→host copy instead of a boolean mask (a sync) per class
         for c in range(self.ctx.num_classes):
-            syn = images[labels == c]
-            if syn.shape[0] == 0:
+            index = torch.nonzero(on_host == c).flatten()
+            if index.numel() == 0:
                 continue
+            syn = images[index.to(images.device)]
             real = self.ctx.real.sample(c, batch_real, generator)
             if real.shape[0] == 0:
                 continue
