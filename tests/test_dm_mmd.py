@@ -57,7 +57,7 @@ def test_batched_classes_give_the_per_class_loss_and_gradient(match):
     out = {}
     for batched in (True, False):
         x = syn.clone().requires_grad_(True)
-        loss = DMObjective(ctx, DMConfig(batch_real=16, match=match, batched_classes=batched)).loss(
+        loss = DMObjective(ctx, DMConfig(batch_real=16, match=match, batched_classes="on" if batched else "off")).loss(
             x, labels, torch.Generator().manual_seed(7))
         loss.backward()
         out[batched] = (loss.detach(), x.grad)
@@ -74,11 +74,15 @@ def test_batch_norm_networks_keep_the_per_class_path(monkeypatch):
     called = []
     monkeypatch.setattr(dm_module.DMObjective, "_batched_loss", lambda self, *a: called.append(1) or a)
     monkeypatch.setattr(dm_module, "_has_batch_norm", lambda net: True)
-    DMObjective(ctx, DMConfig(batch_real=16)).loss(syn, labels, torch.Generator().manual_seed(7))
+    DMObjective(ctx, DMConfig(batch_real=16, batched_classes="on")).loss(syn, labels, torch.Generator().manual_seed(7))
     assert not called
     monkeypatch.setattr(dm_module, "_has_batch_norm", lambda net: False)
     DMObjective(ctx, DMConfig(batch_real=16)).loss(syn, labels, torch.Generator().manual_seed(7))
+    assert not called  # "auto": per class on a CPU
+    DMObjective(ctx, DMConfig(batch_real=16, batched_classes=True)).loss(syn, labels, torch.Generator().manual_seed(7))
     assert called
+    with pytest.raises(ConfigError, match="batched_classes"):
+        DMObjective(ctx, DMConfig(batched_classes="sometimes"))
 
 
 def test_resuming_ignores_only_how_dm_batches_classes():
