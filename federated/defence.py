@@ -59,10 +59,15 @@ def build_check(check: ImageDataset, preprocessor: Preprocessor) -> CheckSet:
     return CheckSet(means, rms / RMS_FACTOR, rms * RMS_FACTOR)
 
 
-def sanity_score(part: FactorizedDataset, check: CheckSet) -> float:
-    """Percentage of ``part``'s composed images that the check set's class means recognise (see module doc)."""
-    with torch.no_grad():
-        images, labels = part.materialize()
+def sanity_score(part: FactorizedDataset, check: CheckSet,
+                 composed: tuple[Tensor, Tensor] | None = None) -> float:
+    """Percentage of ``part``'s composed images that the check set's class means recognise (see module doc).
+
+    ``composed`` (images, labels) are ``part``'s composed images if the caller has them already."""
+    if composed is None:
+        with torch.no_grad():
+            composed = part.materialize()
+    images, labels = composed
     x = images.detach().cpu().flatten(1).double()
     if x.shape[0] == 0:
         return 0.0

@@ -81,6 +81,8 @@ class DecodedPayload:
     meta: dict[str, Any]
     upload_bytes: int
     metrics: dict[str, Any]
+    composed: tuple[Tensor, Tensor] | None = None
+    """Every basis through every hallucinator (images, labels), as checked; reused by the sanity score."""
 
 
 # ---------------------------------------------------------------------------------------------- encode
@@ -243,14 +245,14 @@ def decode_payload(content: RecordDict, expect: PayloadExpectation, preprocessor
         result = to_factorized(full, meta, preprocessor)
     except FormatError as exc:
         raise PayloadRejected("format", str(exc)) from None
-    _check_composed(result, expect)
-    return DecodedPayload(result, tensors, meta, sum(declared.values()), metrics)
+    composed = _check_composed(result, expect)
+    return DecodedPayload(result, tensors, meta, sum(declared.values()), metrics, composed)
 
 
-def _check_composed(result: FactorizedDataset, expect: PayloadExpectation) -> None:
-    """Every basis through every hallucinator: finite and within ``COMPOSED_BOUND * value_span``."""
+def _check_composed(result: FactorizedDataset, expect: PayloadExpectation) -> tuple[Tensor, Tensor]:
+    """Every basis through every hallucinator: finite and within ``COMPOSED_BOUND * value_span``; returns them."""
     with torch.no_grad():
-        images, _ = result.materialize()
+        images, labels = result.materialize()
     if not bool(torch.isfinite(images).all()):
         raise PayloadRejected("composed-range", "composed images contain NaN or infinite values")
     bound = COMPOSED_BOUND * expect.value_span
@@ -258,6 +260,7 @@ def _check_composed(result: FactorizedDataset, expect: PayloadExpectation) -> No
     if peak > bound:
         raise PayloadRejected("composed-range", f"composed images reach |x| = {peak:.3g}, the bound derived from the "
                                                 f"data's value range is {bound:.3g}")
+    return images, labels
 
 
 def _parse_meta(rec: ConfigRecord) -> dict[str, Any]:

@@ -180,6 +180,7 @@ class HabaStrategy(Strategy):
         info["no_reply"] = max(0, info["sent"] - len(replies))
         fresh: dict[int, FactorizedDataset] = {}
         fresh_tensors: dict[int, dict[str, torch.Tensor]] = {}
+        composed: dict[int, tuple[torch.Tensor, torch.Tensor] | None] = {}  # from validation, for the score
         expect = self.round_expect.get(server_round, self.expect)
         bank = self.bank if expect.shared_bank else None
         for msg in replies:
@@ -202,12 +203,13 @@ class HabaStrategy(Strategy):
                 continue
             fresh[node] = decoded.result
             fresh_tensors[node] = decoded.tensors
+            composed[node] = decoded.composed
             m = decoded.metrics  # validated: finite numbers in range
             info["clients"].append({"node": node, "partition_id": m.get("partition-id"),
                                     "num_examples": m.get("num-examples"), "bytes_up": decoded.upload_bytes,
                                     "num_bases": len(decoded.result), "distill_seconds": m.get("distill-seconds")})
         if self.check is not None and fresh and self.cfg["defence"] == "score":
-            scores = {node: sanity_score(part, self.check) for node, part in fresh.items()}
+            scores = {node: sanity_score(part, self.check, composed.get(node)) for node, part in fresh.items()}
             for c in info["clients"]:
                 c["sanity_score"] = scores.get(c["node"])
             for node, reason in outliers(scores, float(self.cfg["defence-ratio"])).items():

@@ -269,6 +269,28 @@ def test_the_sanity_defence_drops_a_label_flipping_client():
     assert r1["clients_valid"] == 4 and all(c["sanity_score"] > 30 for c in r1["clients"])
 
 
+def test_the_sanity_score_reuses_the_images_validation_composed(monkeypatch):
+    from haba_core import FactorizedDataset
+    from federated.defence import build_check, sanity_score, split_check
+
+    cfg = resolve_run_config(TINY)
+    reply = client_app(instruction(cfg, 100), node_context(0, 3))
+    test = load_split("digits", "", "test")
+    decoded = decode_payload(reply.content, expected_payload(cfg, test.image_shape, 10), preprocessor_for(test))
+    images, labels = decoded.result.materialize()
+    assert torch.equal(decoded.composed[0], images) and torch.equal(decoded.composed[1], labels)
+    check = build_check(split_check(test, 5, 0)[0], preprocessor_for(test))
+    assert sanity_score(decoded.result, check, decoded.composed) == sanity_score(decoded.result, check)
+
+    calls = []
+    real = FactorizedDataset.materialize
+    monkeypatch.setattr(FactorizedDataset, "materialize", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    over = {**TINY, "min-available-clients": 3, "partitioning": "iid", "defence": "score"}
+    results = run_server(InProcessGrid(client_app, 3), server_context({}), over)
+    assert results["rounds"][0]["clients_valid"] == 3
+    assert len(calls) == 3  # once per client: validation's composition feeds the sanity score
+
+
 def test_a_non_finite_global_model_fails_the_run(monkeypatch):
     import federated.server_app as server_mod
 
