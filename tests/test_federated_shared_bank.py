@@ -14,7 +14,7 @@ from federated.client_app import shared_bank_of
 from federated.client_common import local_evaluate
 from federated.data_cache import load_split
 from federated.expectation import expected_payload
-from federated.in_process_grid import InProcessGrid, set_task_identity
+from federated.in_process_grid import InProcessGrid
 from federated.model import preprocessor_for
 from federated.payload import ARRAYS_KEY, PayloadRejected, decode_payload
 from federated.run_config import client_config, resolve_run_config
@@ -23,19 +23,13 @@ from federated.shared_bank import (BANK_ID_KEY, BANK_KEY, BPC_KEY, as_hallucinat
                                    bank_tensors, shared_bpc)
 from haba_core import ConfigError
 
+import test_federated_apps as apps
+from test_federated_apps import node_context
+
+_identity = apps._identity  # the autouse fixture that fixes the Flower task identity
+
 # 5 hallucinators asked for, 4 fit the plan of 2 images per class: bases-only clients must use the bank's 4
-TINY = {"dataset": "digits", "iterations": 2, "net-width": 16, "net-depth": 2, "batch-real": 32, "hallucinators": 5,
-        "server-epochs": 3, "fraction-evaluate": 0.0, "wait-for-clients-s": 1.0}
-
-
-@pytest.fixture(autouse=True)
-def _identity():
-    set_task_identity(4242)
-
-
-def node_context(pid: int, n: int, **node_cfg) -> Context:
-    return Context(run_id=4242, node_id=100 + pid, node_config={"partition-id": pid, "num-partitions": n, **node_cfg},
-                   state=RecordDict(), run_config={})
+TINY = {**apps.TINY, "hallucinators": 5}
 
 
 def bank_instruction(cfg, bank: dict, bpc: int, announced: str | None = None, rnd: int = 2) -> Message:
