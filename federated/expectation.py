@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
-from haba_core import HallucinatorConfig, Preprocessor, objective_spec, plan_budget
+from haba_core import ConfigError, HallucinatorConfig, Preprocessor, objective_spec, plan_budget
 
 from .distill_settings import distill_config
 
@@ -62,3 +62,11 @@ def expected_payload(cfg: Mapping[str, Any], image_shape: tuple[int, int, int], 
                               bool(plan.per_class_hallucinators), dcfg.hallucinator, int(cfg["max-payload-bytes"]),
                               objective_spec(dcfg.objective).stored_numbers > 0,
                               normalised_span(preprocessor) if preprocessor is not None else math.inf)
+
+
+def check_shared_bank(cfg: Mapping[str, Any], expect: PayloadExpectation) -> None:
+    """:class:`ConfigError` if ``shared-hallucinators`` is on but the plan has no single bank to share."""
+    if cfg.get("shared-hallucinators") and (expect.num_hallucinators == 0 or expect.per_class_hallucinators):
+        raise ConfigError("shared-hallucinators needs a factorized parameterization with one bank for all classes; "
+                          f"the run distils {expect.parameterization!r}"
+                          + (" with per-class hallucinators" if expect.per_class_hallucinators else ""))

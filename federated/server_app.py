@@ -42,14 +42,14 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, Message
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import Strategy
 
-from haba_core import (ConfigError, EvalConfig, FactorizedCollection, FactorizedDataset, ImageDataset,
+from haba_core import (EvalConfig, FactorizedCollection, FactorizedDataset, ImageDataset,
                        train_on_synthetic, write_json, write_safetensors)
 
 from .accounting import DOWN, EVALUATE, TRAIN, UP, CommLedger, array_record_bytes, content_array_bytes
 from .defence import build_check, outliers, sanity_score, split_check
 from .data_cache import load_run_split
 from .distill_settings import distill_config
-from .expectation import expected_payload
+from .expectation import check_shared_bank, expected_payload
 from .fedavg import run_fedavg
 from .metric_aggregation import aggregate_client_metrics
 from .metrics_check import valid_evaluate_replies
@@ -98,10 +98,7 @@ class HabaStrategy(Strategy):
         self.round_info: dict[int, dict[str, Any]] = {}
         self.check = build_check(check, self.preprocessor) if check is not None and len(check) else None
         self.shared = bool(self.cfg["shared-hallucinators"])
-        if self.shared and (self.expect.num_hallucinators == 0 or self.expect.per_class_hallucinators):
-            raise ConfigError("shared-hallucinators needs a factorized parameterization with one bank for all "
-                              f"classes; the run distils {self.expect.parameterization!r}"
-                              + (" with per-class hallucinators" if self.expect.per_class_hallucinators else ""))
+        check_shared_bank(self.cfg, self.expect)
         self.bank: dict[str, torch.Tensor] | None = None  # the shared bank, once a bank round has given one
         self.bank_id = ""
         self.round_expect: dict[int, Any] = {}

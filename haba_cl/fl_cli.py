@@ -124,12 +124,12 @@ def validate(args: argparse.Namespace) -> list[dict[str, Any]]:
         load_run_split(configs[0], "test")
         partition_indices(train.labels, args.clients, args.partition, args.alpha, 0, train.num_classes)
         from federated.distill_settings import distill_config
-        from federated.expectation import expected_payload
+        from federated.expectation import check_shared_bank, expected_payload
 
         for cfg in configs:
             distill_config(cfg)
             if cfg["mode"] == "haba":
-                expected_payload(cfg, train.image_shape, train.num_classes)
+                check_shared_bank(cfg, expected_payload(cfg, train.image_shape, train.num_classes))
     except (HabaError, ValueError, OSError) as exc:
         raise UsageError(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
     return configs
@@ -140,7 +140,11 @@ def table_rows(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     haba = runs.get("haba")
     if haba:
         r = haba["rounds"]
-        picks = [("HaBa one-shot", r[0])] + ([(f"HaBa {len(r)}-round", r[-1])] if len(r) > 1 else [])
+        if r and (r[0].get("shared_bank") or {}).get("phase") == "bank":  # shared-hallucinators: round 1 only
+            picks = [("HaBa bank round", r[0]), ("HaBa shared bank, one-shot", r[1])] if len(r) > 1 else []  # trains no model
+            picks += [(f"HaBa shared bank, {len(r)}-round", r[-1])] if len(r) > 2 else []
+        else:
+            picks = [("HaBa one-shot", r[0])] + ([(f"HaBa {len(r)}-round", r[-1])] if len(r) > 1 else [])
         for name, rr in picks:
             rows.append({"method": name, "rounds": rr["round"], "accuracy": rr["accuracy"],
                          "bytes_up": sum(x["bytes_up"] for x in r[:rr["round"]]),

@@ -68,6 +68,8 @@ def test_runs_both_methods_and_writes_results(tmp_path, capsys):
     ["--set", "no-such-key=1"],
     ["--set", "recipe=turbo"],
     ["--recipe", "turbo"],
+    ["--set", "shared-hallucinators=true", "--rounds", "1"],
+    ["--set", "shared-hallucinators=true", "--rounds", "2", "--set", "parameterization=idc", "--mode", "haba"],
 ])
 def test_bad_input_is_one_line_exit_2(argv, tmp_path, capsys):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
@@ -109,3 +111,17 @@ def test_every_flag_reaches_the_run_config_under_its_flower_name():
     assert (ov["objective"], ov["ipc"], ov["hallucinators"], ov["iterations"]) == ("dc", 3, 4, 9)
     assert (ov["server-learning-rate"], ov["learning-rate"], ov["batch-size"]) == (0.2, 0.3, 7)
     assert ov["recipe"] == ""  # the app resolves the dataset's default
+
+
+def test_table_names_the_bank_round_of_a_shared_bank_run():
+    from haba_cl.fl_cli import table_rows
+
+    def rnd(k, acc, phase=None):
+        return {"round": k, "accuracy": acc, "bytes_up": 10 * k, "bytes_down": k, "cumulative_bytes": 11 * k,
+                **({"shared_bank": {"phase": phase}} if phase else {})}
+
+    shared = table_rows({"haba": {"rounds": [rnd(1, None, "bank"), rnd(2, 0.9, "bases"), rnd(3, 0.92, "bases")]}})
+    assert [(r["method"], r["rounds"]) for r in shared] == [
+        ("HaBa bank round", 1), ("HaBa shared bank, one-shot", 2), ("HaBa shared bank, 3-round", 3)]
+    plain = table_rows({"haba": {"rounds": [rnd(1, 0.8), rnd(2, 0.85)]}})
+    assert [r["method"] for r in plain] == ["HaBa one-shot", "HaBa 2-round"]
