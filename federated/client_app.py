@@ -89,9 +89,9 @@ def haba_train(msg: Message, context: Context) -> Message:
     t0 = time.perf_counter()
     result = distill(train, dcfg, resume=resume, network_init=network_init, preprocessor=preprocessor_for(train),
                      hallucinator_init=as_hallucinator_init(bank) if bank is not None else None)
+    seconds = time.perf_counter() - t0
     if ckpt is not None and bank_state is not None and server_round < rounds:
         write_json(ckpt / "bank.json", {**bank_state, "first_round": first})
-    seconds = time.perf_counter() - t0
     if ckpt is not None and server_round >= rounds:
         shutil.rmtree(ckpt, ignore_errors=True)
         try:
@@ -118,7 +118,7 @@ def haba_train(msg: Message, context: Context) -> Message:
 
 def shared_bank_of(msg: Message) -> tuple[dict | None, dict | None]:
     """The shared bank an instruction carries (tensors named ``hallucinators.<k>``) and its state
-    (``bank_id``, ``bpc``), or ``(None, None)``. A bank whose fingerprint differs from the one announced
+    (``bank_id``, ``bpc``, ``hallucinators``: the bank's count), or ``(None, None)``. A bank whose fingerprint differs from the one announced
     raises :class:`ConfigError` (the node replies with an error instead of distilling)."""
     if BANK_KEY not in msg.content.array_records:
         return None, None
