@@ -122,16 +122,22 @@ def test_too_few_valid_clients_skip_the_round():
     assert results["status"] == "failed"
 
 
-def test_few_rounds_refine_from_the_global_model_and_account_bytes(tmp_path, monkeypatch):
+def spy_on_distill(monkeypatch, record) -> list:
+    """Every client ``distill`` call, as ``record(config, keyword arguments)``, in call order."""
     calls = []
     real_distill = client_mod.distill
 
     def spy(train, config, **kw):
-        calls.append({"resume": kw.get("resume"), "init": kw.get("network_init") is not None,
-                      "iterations": config.iterations})
+        calls.append(record(config, kw))
         return real_distill(train, config, **kw)
 
     monkeypatch.setattr(client_mod, "distill", spy)
+    return calls
+
+
+def test_few_rounds_refine_from_the_global_model_and_account_bytes(tmp_path, monkeypatch):
+    calls = spy_on_distill(monkeypatch, lambda config, kw: {
+        "resume": kw.get("resume"), "init": kw.get("network_init") is not None, "iterations": config.iterations})
     uploads: list[int] = []
     app = ClientApp()
 

@@ -7,7 +7,6 @@ import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.clientapp import ClientApp
 
-import federated.client_app as client_mod
 from federated.accounting import array_record_bytes
 from federated.client_app import app as client_app
 from federated.client_app import shared_bank_of
@@ -126,15 +125,9 @@ def test_client_refuses_a_bank_that_does_not_match_its_fingerprint():
 
 
 def test_three_rounds_bank_round_then_bases_only_refined(tmp_path, monkeypatch):
-    calls = []
-    real_distill = client_mod.distill
-
-    def spy(train, config, **kw):
-        calls.append({"resume": kw.get("resume"), "bank": kw.get("hallucinator_init") is not None,
-                      "iterations": config.iterations, "bpc": config.bpc, "lr_h": config.lr_hallucinators})
-        return real_distill(train, config, **kw)
-
-    monkeypatch.setattr(client_mod, "distill", spy)
+    calls = apps.spy_on_distill(monkeypatch, lambda config, kw: {
+        "resume": kw.get("resume"), "bank": kw.get("hallucinator_init") is not None,
+        "iterations": config.iterations, "bpc": config.bpc, "lr_h": config.lr_hallucinators})
     uploads: list[set] = []
     app = ClientApp()
 
