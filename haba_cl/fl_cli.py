@@ -140,8 +140,9 @@ def table_rows(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     haba = runs.get("haba")
     if haba:
         r = haba["rounds"]
-        if r and (r[0].get("shared_bank") or {}).get("phase") == "bank":  # shared-hallucinators: round 1 only
-            picks = [("HaBa bank round", r[0]), ("HaBa shared bank, one-shot", r[1])] if len(r) > 1 else []  # trains no model
+        if r and (r[0].get("shared_bank") or {}).get("phase") == "bank":
+            # shared-hallucinators: round 1 only makes the bank (no model); round 2 is the one-shot upload
+            picks = [("HaBa bank round", r[0]), ("HaBa shared bank, one-shot", r[1])] if len(r) > 1 else []
             picks += [(f"HaBa shared bank, {len(r)}-round", r[-1])] if len(r) > 2 else []
         else:
             picks = [("HaBa one-shot", r[0])] + ([(f"HaBa {len(r)}-round", r[-1])] if len(r) > 1 else [])

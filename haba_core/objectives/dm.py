@@ -61,9 +61,11 @@ class DMObjective(Objective):
         net.train()
         for p in net.parameters():
             p.requires_grad_(False)
-        batches = list(self.class_batches(images, labels, self.config.batch_real, generator))  # same draws either way
-        if self.batched and len(batches) > 1 and not _has_batch_norm(net):
-            return self._batched_loss(net, batches)
+        batches = self.class_batches(images, labels, self.config.batch_real, generator)  # same draws either way
+        if self.batched and not _has_batch_norm(net):
+            batches = list(batches)  # only the batched path holds every class's batch at once
+            if len(batches) > 1:
+                return self._batched_loss(net, batches)
         total = images.new_zeros(())
         for _, real, syn in batches:
             with torch.no_grad():
@@ -93,9 +95,9 @@ class DMObjective(Objective):
 
 def _averaging(sizes: list[int], like: Tensor) -> Tensor:
     """The (classes × samples) matrix whose row c averages class c's consecutive block of ``sizes[c]`` rows."""
-    block = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
-    weights = torch.tensor([1.0 / n for n in sizes]).repeat_interleave(torch.tensor(sizes))
-    matrix = (torch.arange(len(sizes)).unsqueeze(1) == block.unsqueeze(0)) * weights
+    counts = torch.tensor(sizes)
+    block = torch.repeat_interleave(torch.arange(len(sizes)), counts)
+    matrix = (torch.arange(len(sizes)).unsqueeze(1) == block) / counts.unsqueeze(1)
     return matrix.to(device=like.device, dtype=like.dtype)
 
 
