@@ -20,7 +20,7 @@ from haba_core.objectives import objective_names
 from .harness import (REPO_ROOT, add_common_args, command_line, configure_threads, machine_info, machine_line,
                       markdown_path, markdown_table,
                       mean_std, resolve_device, seed_list, update_benchmarks_md, write_results)
-from .datasets import load_pair
+from .datasets import load_pair, load_splits
 from .variants import variant_config
 
 
@@ -28,8 +28,8 @@ def run_config(name: str, args, seed: int) -> DistillConfig:
     """The variant's DistillConfig with the study's settings, then the study's ``--set`` overrides."""
     fixed = args.iterations is not None  # fixed iterations (robust to a shared machine's load) or fixed time
     cfg = variant_config(name, objective=args.objective, ipc=args.ipc, iterations=args.iterations if fixed else 10**9,
-                         time_limit_s=None if fixed else args.time_budget, net_width=args.net_width, seed=seed,
-                         device=args.device)
+                         time_limit_s=None if fixed else args.time_budget, time_limit_clock=args.clock,
+                         net_width=args.net_width, seed=seed, device=args.device)
     cfg.dm.batch_real = args.batch_real
     cfg.dc.batch_real = args.batch_real
     if args.objective == "mtt":
@@ -43,7 +43,8 @@ def run_config(name: str, args, seed: int) -> DistillConfig:
     return cfg
 
 
-def run_variant(name: str, train, test, args, seed: int) -> dict:
+def run_variant(name: str, train, test, args, seed: int, also: dict | None = None) -> dict:
+    """One distillation of ``name``, scored on ``test`` (and on every set in ``also`` by the same networks)."""
     fixed = args.iterations is not None
     cfg = run_config(name, args, seed)
     total = args.iterations if fixed else args.time_budget
@@ -64,15 +65,25 @@ def run_variant(name: str, train, test, args, seed: int) -> dict:
         fd = FactorizedDataset(synth, result.preprocessor, result.classes)
         r = evaluate(fd, test, EvalConfig(**{**ev.__dict__, "runs": 1}))
         curve.append({"seconds": round(spent, 1), "iterations": done, "acc": r.mean})
-    final = evaluate(result, test, ev)
+    final = evaluate(result, test, ev, also=also)
     t = result.meta["timings"]
     curve.append({"seconds": round(t["iterations_run"] * (t["iteration_s"] or 0), 1),
                   "iterations": t["iterations_run"], "acc": final.mean})
     st = result.storage()
     return {"variant": name, "seed": seed, "acc": final.mean, "acc_runs": final.accuracies,
-            "iterations": t["iterations_run"], "iteration_s": t["iteration_s"], "wall_s": wall,
+            "iterations": t["iterations_run"], "iteration_s": t["iteration_s"],
+            "iteration_cpu_s": t["iteration_cpu_s"], "wall_s": wall,
             "stored_bytes": st.bytes, "ipc_equivalent": round(st.ipc_equivalent, 3),
-            "bpc": result.meta["budget"]["bpc"], "hallucinators": result.num_hallucinators, "curve": curve}
+            "bpc": result.meta["budget"]["bpc"], "hallucinators": result.num_hallucinators, "curve": curve,
+            **_also_columns(final)}
+
+
+def _also_columns(result) -> dict:
+    """``acc_<name>`` (mean) and ``acc_<name>_runs`` for each extra evaluation set of an EvalResult."""
+    out = {}
+    for key, accs in result.extra.get("also", {}).items():
+        out[f"acc_{key}"], out[f"acc_{key}_runs"] = sum(accs) / len(accs), list(accs)
+    return out
 
 
 def distill_with(train, cfg, observe):
@@ -80,31 +91,38 @@ def distill_with(train, cfg, observe):
     return distill(train, cfg, observe=observe)
 
 
-def coreset_row(train, test, args, seed: int, method: str = "random") -> dict:
+def coreset_row(train, test, args, seed: int, method: str = "random", also: dict | None = None) -> dict:
     fd = select_coreset(train, args.ipc, method, seed=seed)
     r = evaluate(fd, test, EvalConfig(runs=args.eval_runs, epochs=args.eval_epochs, net_width=args.net_width,
-                                      seed=seed, device=args.device))
+                                      seed=seed, device=args.device), also=also)
     st = fd.storage()
     return {"variant": f"{method}-coreset", "seed": seed, "acc": r.mean, "acc_runs": r.accuracies, "iterations": 0,
             "iteration_s": 0.0, "wall_s": 0.0, "stored_bytes": st.bytes, "ipc_equivalent": st.ipc_equivalent,
-            "bpc": args.ipc, "hallucinators": 0, "curve": []}
+            "bpc": args.ipc, "hallucinators": 0, "curve": [], **_also_columns(r)}
 
 
 def summarise(rows: list[dict]) -> list[dict]:
     out = []
     for name in dict.fromkeys(r["variant"] for r in rows):
         rs = [r for r in rows if r["variant"] == name]
-        # one seed: spread over its evaluation runs; several: spread over the seeds' means
-        m, s = mean_std([r["acc"] for r in rs] if len(rs) > 1 else list(rs[0]["acc_runs"]))
         it_m, _ = mean_std([r["iterations"] for r in rs])
         sec_m, _ = mean_std([r["iterations"] * (r["iteration_s"] or 0.0) for r in rs])
-        out.append({"variant": name, "accuracy": f"{m:.2f} ± {s:.2f}", "seeds": len(rs),
+        row = {"variant": name, "accuracy": _accuracy(rs, "acc")}
+        if "acc_test" in rs[0]:
+            row["test accuracy"] = _accuracy(rs, "acc_test")
+        out.append({**row, "seeds": len(rs),
                     "iterations": int(round(it_m)), "distill_s": round(sec_m, 1), "stored_bytes": rs[0]["stored_bytes"],
                     "ipc_equivalent": rs[0]["ipc_equivalent"], "bpc": rs[0]["bpc"], "H": rs[0]["hallucinators"]})
     return out
 
 
-def plot(rows: list[dict], path: Path, title: str) -> None:
+def _accuracy(rs: list[dict], key: str) -> str:
+    """mean ± std: over the seeds' means, or over the evaluation runs when there is one seed."""
+    m, s = mean_std([r[key] for r in rs] if len(rs) > 1 else list(rs[0][f"{key}_runs"]))
+    return f"{m:.2f} ± {s:.2f}"
+
+
+def plot(rows: list[dict], path: Path, title: str, ylabel: str = "test accuracy (%)") -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -116,7 +134,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
         ys = [sum(r["curve"][k]["acc"] for r in rs) / len(rs) for k in range(n)]
         ax.plot(xs, ys, marker="o", label=name)
     ax.set_xlabel("distillation time (s)")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -152,33 +170,44 @@ def main(argv=None) -> None:
     p.add_argument("--coresets", default="random,herding", help="coreset rows at the same IPC (random, herding)")
     p.add_argument("--tag", default="")
     p.add_argument("--test-limit", type=int, default=None, help="evaluate on a seeded subset of the evaluation split")
-    p.add_argument("--split", default="val", choices=["val", "test"],
-                   help="evaluate on the validation split carved from train (model selection, default) or on the "
-                        "test split (final tables only)")
+    p.add_argument("--split", default="val", choices=["val", "test", "both"],
+                   help="evaluate on the validation split carved from train (model selection, default), on the "
+                        "test split (final tables only), or 'both': distil on train minus validation and score the "
+                        "same trained networks on both (choose on the validation column, report the test column)")
+    p.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                   help="what --time-budget counts: wall seconds, or this process's CPU seconds (fair on a shared "
+                        "machine; with one torch thread, one idle core's time)")
     args = p.parse_args(argv)
     configure_threads(args)
     if args.quick:
         args.dataset = "digits" if args.dataset == "mnist" else args.dataset
         args.time_budget, args.seeds, args.eval_epochs, args.eval_runs = 3.0, 1, 20, 1
         args.net_width, args.batch_real, args.snapshots = 16, 32, 2
-    train, test = load_pair(args.dataset, args.data_root, args.quick, args.test_limit, split=args.split)
+    if args.split == "both":  # the primary score (curves, "accuracy") is validation; test rides along
+        train, test, held_out = load_splits(args.dataset, args.data_root, args.quick, args.test_limit)
+        also = {"test": held_out}
+    else:
+        train, test = load_pair(args.dataset, args.data_root, args.quick, args.test_limit, split=args.split)
+        also = None
     seeds = seed_list(args)
     rows = []
     for seed in seeds:
         if not args.no_coreset:
-            rows += [coreset_row(train, test, args, seed, m) for m in args.coresets.split(",")]
+            rows += [coreset_row(train, test, args, seed, m, also) for m in args.coresets.split(",")]
         for name in [v for v in args.variants.split(",") if v]:  # "" = coreset rows only
-            rows.append(run_variant(name, train, test, args, seed))
+            rows.append(run_variant(name, train, test, args, seed, also))
             print(f"{name} seed {seed}: {rows[-1]['acc']:.2f}% after {rows[-1]['iterations']} iterations", flush=True)
     name = (f"compute_matched_{args.dataset}_ipc{args.ipc}_{args.objective}{args.tag}"
-            f"{'_val' if args.split == 'val' else ''}{'_quick' if args.quick else ''}")
+            f"{'' if args.split == 'test' else '_' + args.split}{'_quick' if args.quick else ''}")
     meta = {"machine": machine_info(resolve_device(args.device)), "command": command_line(), "args": vars(args)}
     write_results(name, rows, meta, args.out)
     # curves are documentation: full runs put them in docs/figures (committed), quick runs beside the JSON
     png = (Path(args.out) if args.quick else REPO_ROOT / "docs" / "figures") / f"{name}.png"
-    plot(rows, png, f"{args.dataset} IPC-{args.ipc} {args.objective}, {args.time_budget:.0f}s budget")
-    table = markdown_table(summarise(rows), ["variant", "accuracy", "seeds", "iterations", "distill_s", "stored_bytes",
-                                             "ipc_equivalent", "bpc", "H"])
+    plot(rows, png, f"{args.dataset} IPC-{args.ipc} {args.objective}, {args.time_budget:.0f}s budget",
+         f"{'test' if args.split == 'test' else 'validation'} accuracy (%)")
+    columns = ["variant", "accuracy"] + (["test accuracy"] if also else []) + [
+        "seeds", "iterations", "distill_s", "stored_bytes", "ipc_equivalent", "bpc", "H"]
+    table = markdown_table(summarise(rows), columns)
     print(table)
     print(f"curves: {png}")
     md = markdown_path(args)
@@ -186,7 +215,7 @@ def main(argv=None) -> None:
         m = meta["machine"]
         update_benchmarks_md(name, f"#### {args.dataset}, IPC-{args.ipc} equivalent, {args.objective}, "
                                    f"{f'{args.iterations} iterations' if args.iterations else f'{args.time_budget:.0f} s'} per run, "
-                                   f"scored on the {args.split} split\n\n`{meta['command']}` — {m['date']}, {machine_line(m)}\n\n"
+                                   f"scored on the {'validation (accuracy) and test' if also else args.split} split\n\n`{meta['command']}` — {m['date']}, {machine_line(m)}\n\n"
                                    f"{table}\n\n![accuracy vs time](docs/figures/{name}.png)\n", md)
 
 

@@ -33,33 +33,57 @@ def validation_split(train: ImageDataset, per_class: int, seed: int = VAL_SEED) 
     return train.subset(keep.nonzero().flatten()), train.subset(val)
 
 
+def _load_raw(name: str, root: Path) -> tuple[ImageDataset, ImageDataset]:
+    if name == "digits":
+        return load_dataset("digits"), load_dataset("digits", split="test")
+    if name == "mnist":
+        return load_dataset("mnist", root=root / "mnist"), load_dataset("mnist", root=root / "mnist", split="test")
+    if name == "cifar10":
+        src = f"imagefolder:{root / 'cifar10-jpeg.tar.gz'}"
+        return load_dataset(src), load_dataset(src, split="test")
+    raise SystemExit(f"unknown dataset {name!r}: digits, mnist or cifar10")
+
+
+def _reduce(name: str, train: ImageDataset, evals: list[ImageDataset], quick: bool,
+            test_limit: int | None) -> list[ImageDataset]:
+    """``quick``: 2,000 training images and at most 1,000 per evaluation set; ``test_limit`` caps each
+    evaluation set (seeded subsets: each set's subset does not depend on which other sets are loaded)."""
+    if quick and name != "digits":
+        train = train.subset(torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:2000])
+        test_limit = min(test_limit or 1000, 1000)
+    out = [train]
+    for ds in evals:
+        if test_limit and len(ds) > test_limit:
+            ds = ds.subset(torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))[:test_limit])
+        out.append(ds)
+    return out
+
+
+def load_splits(name: str, data_root: str | Path, quick: bool = False,
+                test_limit: int | None = None) -> tuple[ImageDataset, ImageDataset, ImageDataset]:
+    """``(train minus validation, validation, test)`` for ``digits`` (embedded), ``mnist`` (``<root>/mnist``)
+    or ``cifar10`` (``<root>/cifar10-jpeg.tar.gz``): one distillation scored on both splits, the validation
+    score for every choice and the test score for the final table.
+
+    ``quick`` keeps 2,000 training and at most 1,000 images per evaluation set; ``test_limit`` caps the
+    validation and the test set (seeded subsets, the same as ``load_pair`` draws for each split).
+    """
+    tr, te = _load_raw(name, Path(data_root))
+    tr, va = validation_split(tr, VAL_PER_CLASS[name])
+    tr, va, te = _reduce(name, tr, [va, te], quick, test_limit)
+    return tr, va, te
+
+
 def load_pair(name: str, data_root: str | Path, quick: bool = False, test_limit: int | None = None,
               split: str = "test") -> tuple[ImageDataset, ImageDataset]:
-    """``(train, eval)`` for ``digits`` (embedded), ``mnist`` (``<root>/mnist``) or ``cifar10``
-    (``<root>/cifar10-jpeg.tar.gz``).
-
-    ``split="test"`` evaluates on the official test split (final tables); ``split="val"`` on the fixed
-    validation split carved from the training set (model selection), and trains on the rest.
-    ``quick`` keeps 2,000 training and 1,000 evaluation images; ``test_limit`` caps the evaluation set (seeded).
+    """``(train, eval)``: ``split="test"`` evaluates on the official test split (final tables) and trains on
+    the whole training set; ``split="val"`` on the fixed validation split carved from the training set (model
+    selection), and trains on the rest. Other arguments as :func:`load_splits`.
     """
     if split not in ("test", "val"):
         raise SystemExit(f"unknown split {split!r}: test or val")
-    root = Path(data_root)
-    if name == "digits":
-        tr, te = load_dataset("digits"), load_dataset("digits", split="test")
-    elif name == "mnist":
-        tr, te = load_dataset("mnist", root=root / "mnist"), load_dataset("mnist", root=root / "mnist", split="test")
-    elif name == "cifar10":
-        src = f"imagefolder:{root / 'cifar10-jpeg.tar.gz'}"
-        tr, te = load_dataset(src), load_dataset(src, split="test")
-    else:
-        raise SystemExit(f"unknown dataset {name!r}: digits, mnist or cifar10")
+    tr, te = _load_raw(name, Path(data_root))
     if split == "val":
         tr, te = validation_split(tr, VAL_PER_CLASS[name])
-    g = torch.Generator().manual_seed(0)
-    if quick and name != "digits":
-        tr = tr.subset(torch.randperm(len(tr), generator=g)[:2000])
-        test_limit = min(test_limit or 1000, 1000)
-    if test_limit and len(te) > test_limit:
-        te = te.subset(torch.randperm(len(te), generator=g)[:test_limit])
+    tr, te = _reduce(name, tr, [te], quick, test_limit)
     return tr, te

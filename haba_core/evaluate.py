@@ -11,7 +11,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Mapping, Optional
 
 import torch
 import torch.nn.functional as F
@@ -139,16 +139,21 @@ def train_on_synthetic(net: nn.Module, data: FactorizedDataset | FactorizedColle
 
 
 def evaluate(data: FactorizedDataset | FactorizedCollection, test: ImageDataset, config: EvalConfig | None = None,
-             on_epoch: Optional[EpochCallback] = None) -> EvalResult:
+             on_epoch: Optional[EpochCallback] = None, also: Mapping[str, ImageDataset] | None = None) -> EvalResult:
     """Train ``config.runs`` fresh ``config.arch`` networks on ``data`` and report test accuracy (mean ± std).
 
-    ``on_epoch(run, epoch, loss)`` is called after every training epoch of every run.
+    ``on_epoch(run, epoch, loss)`` is called after every training epoch of every run. ``also`` names further
+    held-out sets scored by the same trained networks (e.g. a validation split beside the test split, from one
+    training); their per-run accuracies are in ``result.extra["also"][name]``.
     """
     config = config or EvalConfig()
     device = resolve_device(config.device)
     data.to(device)
     test_x = data.preprocessor(test.images.to(device))
     test_y = test.labels.to(device)
+    others = {name: (data.preprocessor(ds.images.to(device)), ds.labels.to(device))
+              for name, ds in (also or {}).items()}
+    also_accs: dict[str, list[float]] = {name: [] for name in others}
     lr = config.lr if config.lr is not None else (data.learned_lr if data.learned_lr is not None else 0.01)
     accs: list[float] = []
     t0 = time.perf_counter()
@@ -158,4 +163,7 @@ def evaluate(data: FactorizedDataset | FactorizedCollection, test: ImageDataset,
         hook = None if on_epoch is None else (lambda epoch, loss, run=run: on_epoch(run, epoch, loss))
         train_on_synthetic(net, data, config, gen, lr, hook)
         accs.append(test_accuracy(net, test_x, test_y, config.test_batch_size))
-    return EvalResult(config.arch, accs, config.epochs, time.perf_counter() - t0, {"lr": lr})
+        for name, (x, y) in others.items():
+            also_accs[name].append(test_accuracy(net, x, y, config.test_batch_size))
+    extra = {"lr": lr, "also": also_accs} if others else {"lr": lr}
+    return EvalResult(config.arch, accs, config.epochs, time.perf_counter() - t0, extra)

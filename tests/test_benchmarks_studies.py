@@ -50,6 +50,30 @@ def test_validation_split_is_fixed_balanced_and_disjoint():
     assert len(va) == 50 and len(tr) == len(full) - 50
 
 
+def test_load_splits_gives_the_same_sets_as_each_split_alone():
+    from benchmarks.datasets import load_pair, load_splits
+
+    train, val, test = load_splits("digits", ROOT, test_limit=200)
+    tr_v, va = load_pair("digits", ROOT, split="val", test_limit=200)
+    _, te = load_pair("digits", ROOT, split="test", test_limit=200)
+    assert torch.equal(train.images, tr_v.images) and torch.equal(val.images, va.images)
+    assert torch.equal(test.images, te.images) and torch.equal(test.labels, te.labels)
+    assert len(val) == len(test) == 200
+
+
+def test_compute_matched_summary_reports_the_test_column_beside_validation():
+    from benchmarks.compute_matched import summarise
+
+    rows = [{"variant": "idc", "seed": s, "acc": 40.0 + s, "acc_runs": [40.0 + s], "acc_test": 30.0 + 2 * s,
+             "acc_test_runs": [30.0 + 2 * s], "iterations": 10, "iteration_s": 1.0, "stored_bytes": 8,
+             "ipc_equivalent": 2.0, "bpc": 8, "hallucinators": 0} for s in (0, 1)]
+    (row,) = summarise(rows)
+    assert (row["accuracy"], row["test accuracy"]) == ("40.50 ± 0.71", "31.00 ± 1.41")
+    (single,) = summarise([{**rows[0], "acc_runs": [39.0, 41.0], "acc_test_runs": [29.0, 31.0]}])
+    assert single["test accuracy"] == "30.00 ± 1.41"  # one seed: the spread of its evaluation runs
+    assert "test accuracy" not in summarise([{k: v for k, v in rows[0].items() if "test" not in k}])[0]
+
+
 def test_frozen_variants_freeze_only_the_hallucinators():
     from benchmarks.variants import variant_config
 

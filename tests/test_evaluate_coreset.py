@@ -35,3 +35,14 @@ def test_collection_concatenates_parts():
     x, y = col.sample_epoch(torch.Generator().manual_seed(0))
     assert x.shape[0] == len(col) == 12 and y.shape == (12,)
     assert col.storage().bases == a.storage().bases + b.storage().bases
+
+
+def test_also_scores_further_sets_with_the_same_networks():
+    train, test = separable_dataset(), separable_dataset(split="test")
+    cs = select_coreset(train, 3, "random")
+    cfg = EvalConfig(runs=2, epochs=10, net_width=8, net_depth=2, device="cpu", batch_size=32)
+    plain = evaluate(cs, test, cfg)
+    both = evaluate(cs, test, cfg, also={"again": test, "train": train})
+    assert both.accuracies == plain.accuracies  # scoring more sets changes nothing about the training
+    assert both.extra["also"]["again"] == plain.accuracies  # the same networks score the same set alike
+    assert len(both.extra["also"]["train"]) == 2 and "also" not in plain.extra

@@ -10,7 +10,7 @@ from ..errors import ConfigError
 from ..state_io import load_state, save_state
 
 # Config fields that may differ between the interrupted run and its resumption.
-RESUMABLE_DIFFERENCES = {"iterations", "checkpoint_dir", "checkpoint_every", "device", "time_limit_s"}
+RESUMABLE_DIFFERENCES = {"iterations", "checkpoint_dir", "checkpoint_every", "device", "time_limit_s", "time_limit_clock"}
 # nested fields that change only how a result is computed, not what (float rounding): (section, field)
 RESUMABLE_NESTED = {("dm", "batched_classes")}
 

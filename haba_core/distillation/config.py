@@ -19,8 +19,10 @@ DEFAULT_LR_BASES = {name: objective_spec(name).lr_bases for name in objective_na
 class DistillConfig:
     """Configuration of :func:`haba_core.distill`.
 
-    ``time_limit_s`` stops the run early (a normal return) once that much wall-clock time has been spent
-    on iterations — for compute-matched comparisons; the result records how many iterations ran.
+    ``time_limit_s`` stops the run early (a normal return) once that much time has been spent on
+    iterations — for compute-matched comparisons; the result records how many iterations ran.
+    ``time_limit_clock`` picks the clock: ``"wall"`` (default) or ``"cpu"`` (this process's CPU seconds,
+    which a shared machine's load does not eat into; with one torch thread, the time of one idle core).
     Budget: ``ipc`` (images per class, converted by :func:`haba_core.budget.plan_budget`) or ``bpc``
     (explicit bases per class, with ``hallucinators``). Loss weights follow the paper (Tab. 13);
     setting a λ to 0 switches that term off (Tab. 4 ablation). ``hallucinator_pairing``: ``"shared"`` (the
@@ -93,6 +95,7 @@ class DistillConfig:
 
     iterations: int = 1000
     time_limit_s: float | None = None
+    time_limit_clock: str = "wall"
     network: str = "ConvNet"
     net_width: int = 128
     net_depth: int = 3
@@ -125,7 +128,7 @@ class DistillConfig:
         if self.hallucinator_pairing not in ("shared", "per_basis"):
             raise ConfigError(f"hallucinator_pairing must be shared|per_basis, got {self.hallucinator_pairing!r}")
         for name, allowed in (("hallucinator_lr_rule", ("paper", "dm-scaled")), ("adversary_order", ("after", "before")),
-                              ("contrastive_normalization", ("paper", "mean"))):
+                              ("contrastive_normalization", ("paper", "mean")), ("time_limit_clock", ("wall", "cpu"))):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be {'|'.join(allowed)}, got {getattr(self, name)!r}")
         if self.adversary_width is not None:
