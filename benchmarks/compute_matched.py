@@ -66,6 +66,8 @@ def run_variant(name: str, train, test, args, seed: int, also: dict | None = Non
         r = evaluate(fd, test, EvalConfig(**{**ev.__dict__, "runs": 1}))
         curve.append({"seconds": round(spent, 1), "iterations": done, "acc": r.mean})
     final = evaluate(result, test, ev, also=also)
+    if args.save_sets is not None:  # for later evaluations, e.g. other architectures (haba-evaluate --arch)
+        result.save(Path(args.save_sets) / f"{name}_seed{seed}")
     t = result.meta["timings"]
     curve.append({"seconds": round(t["iterations_run"] * (t["iteration_s"] or 0), 1),
                   "iterations": t["iterations_run"], "acc": final.mean})
@@ -174,6 +176,8 @@ def main(argv=None) -> None:
                    help="evaluate on the validation split carved from train (model selection, default), on the "
                         "test split (final tables only), or 'both': distil on train minus validation and score the "
                         "same trained networks on both (choose on the validation column, report the test column)")
+    p.add_argument("--save-sets", type=Path, default=None, metavar="DIR",
+                   help="also save every distilled set as DIR/<variant>_seed<S> (haba-evaluate reads them)")
     p.add_argument("--clock", default="wall", choices=["wall", "cpu"],
                    help="what --time-budget counts: wall seconds, or this process's CPU seconds (fair on a shared "
                         "machine; with one torch thread, one idle core's time)")

@@ -22,7 +22,8 @@ def _run(args, tmp_path, timeout=420):
 
 @pytest.mark.timeout(480)
 def test_compute_matched_quick(tmp_path):
-    _run(["-m", "benchmarks.compute_matched", "--quick", "--out", str(tmp_path)], tmp_path)
+    _run(["-m", "benchmarks.compute_matched", "--quick", "--out", str(tmp_path), "--save-sets", str(tmp_path / "sets")],
+         tmp_path)
     data = json.loads((tmp_path / "compute_matched_digits_ipc2_dm_val_quick.json").read_text())
     assert data["meta"]["args"]["split"] == "val"  # model selection never scores on the test split
     variants = {r["variant"] for r in data["rows"]}
@@ -30,6 +31,9 @@ def test_compute_matched_quick(tmp_path):
     for r in data["rows"]:
         assert r["stored_bytes"] > 0 and r["ipc_equivalent"] <= 2.0
     assert max(r["acc"] for r in data["rows"]) > 20  # the smoke run trains for real (chance is 10 %)
+    from haba_core import FactorizedDataset
+    saved = FactorizedDataset.load(tmp_path / "sets" / "haba-pca_seed0")  # --save-sets keeps each distilled set
+    assert saved.num_hallucinators == next(r["hallucinators"] for r in data["rows"] if r["variant"] == "haba-pca")
     assert (tmp_path / "compute_matched_digits_ipc2_dm_val_quick.png").stat().st_size > 1000
 
 
