@@ -112,10 +112,20 @@ def summarise(rows: list[dict]) -> list[dict]:
         row = {"variant": name, "accuracy": _accuracy(rs, "acc")}
         if "acc_test" in rs[0]:
             row["test accuracy"] = _accuracy(rs, "acc_test")
+        if rs[0].get("iteration_cpu_s") is not None:
+            row["distill_cpu_s"] = round(mean_std([r["iterations"] * r["iteration_cpu_s"] for r in rs])[0], 1)
         out.append({**row, "seeds": len(rs),
                     "iterations": int(round(it_m)), "distill_s": round(sec_m, 1), "stored_bytes": rs[0]["stored_bytes"],
                     "ipc_equivalent": rs[0]["ipc_equivalent"], "bpc": rs[0]["bpc"], "H": rs[0]["hallucinators"]})
     return out
+
+
+def summary_columns(summary: list[dict]) -> list[str]:
+    """The table's columns: the test and CPU-seconds columns only where some row has them."""
+    has = {k for row in summary for k in row}
+    return ["variant", "accuracy"] + [k for k in ("test accuracy",) if k in has] + [
+        "seeds", "iterations", "distill_s"] + [k for k in ("distill_cpu_s",) if k in has] + [
+        "stored_bytes", "ipc_equivalent", "bpc", "H"]
 
 
 def _accuracy(rs: list[dict], key: str) -> str:
@@ -209,9 +219,8 @@ def main(argv=None) -> None:
     png = (Path(args.out) if args.quick else REPO_ROOT / "docs" / "figures") / f"{name}.png"
     plot(rows, png, f"{args.dataset} IPC-{args.ipc} {args.objective}, {args.time_budget:.0f}s budget",
          f"{'test' if args.split == 'test' else 'validation'} accuracy (%)")
-    columns = ["variant", "accuracy"] + (["test accuracy"] if also else []) + [
-        "seeds", "iterations", "distill_s", "stored_bytes", "ipc_equivalent", "bpc", "H"]
-    table = markdown_table(summarise(rows), columns)
+    summary = summarise(rows)
+    table = markdown_table(summary, summary_columns(summary))
     print(table)
     print(f"curves: {png}")
     md = markdown_path(args)

@@ -172,3 +172,25 @@ def test_compute_matched_set_overrides_every_variant_last():
     assert run_config("modest", argparse.Namespace(**{**vars(args), "set": []}), 0).precision == "fp32"
     with pytest.raises(ConfigError, match="nosuch"):
         run_config("modest", argparse.Namespace(**{**vars(args), "set": ["nosuch=1"]}), 0)
+
+
+def test_combine_merges_processes_and_pairs_by_seed(tmp_path):
+    from benchmarks.combine import load_rows, main, paired
+
+    def row(variant, seed, acc, test):
+        return {"variant": variant, "seed": seed, "acc": acc, "acc_runs": [acc], "acc_test": test,
+                "acc_test_runs": [test], "iterations": 5, "iteration_s": 1.0, "stored_bytes": 8,
+                "ipc_equivalent": 2.0, "bpc": 2, "hallucinators": 0}
+
+    (tmp_path / "a.json").write_text(json.dumps({"rows": [row("idc", 0, 40, 30), row("haba", 0, 42, 29)]}))
+    (tmp_path / "b.json").write_text(json.dumps({"rows": [row("idc", 1, 41, 31), row("haba", 1, 40, 33)]}))
+    rows = load_rows([tmp_path / "a.json", tmp_path / "b.json"])
+    d = paired(rows, "haba", "idc")
+    assert (d["per seed"], d["mean ± std"], d["ahead"]) == ("+2.00, -1.00", "+0.50 ± 2.12", "1/2")
+    assert paired(rows, "haba", "idc", "acc_test")["per seed"] == "-1.00, +2.00"
+    assert paired(rows, "haba", "plain") is None
+    main([str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--pairs", "haba:idc"])
+    with pytest.raises(SystemExit, match="idc seed 0 is in both"):
+        load_rows([tmp_path / "a.json", tmp_path / "a.json"])
+    with pytest.raises(SystemExit, match="A:B"):
+        main([str(tmp_path / "a.json"), "--pairs", "haba"])
