@@ -164,7 +164,7 @@ def test_compute_matched_set_overrides_every_variant_last():
     from benchmarks.compute_matched import run_config
     from haba_core import ConfigError
 
-    args = argparse.Namespace(objective="dm", ipc=2, iterations=5, time_budget=1.0, net_width=8, device="cpu",
+    args = argparse.Namespace(objective="dm", ipc=2, iterations=5, time_budget=1.0, clock="wall", net_width=8, device="cpu",
                               batch_real=16, buffer=None, set=["precision=bf16", "net_depth=2", "dm.batch_real=8"])
     for name in ("modest", "idc"):
         cfg = run_config(name, args, seed=3)
