@@ -118,8 +118,9 @@ def haba_train(msg: Message, context: Context) -> Message:
 
 def shared_bank_of(msg: Message) -> tuple[dict | None, dict | None]:
     """The shared bank an instruction carries (tensors named ``hallucinators.<k>``) and its state
-    (``bank_id``, ``bpc``, ``hallucinators``: the bank's count), or ``(None, None)``. A bank whose fingerprint differs from the one announced
-    raises :class:`ConfigError` (the node replies with an error instead of distilling)."""
+    (``bank_id``, ``bpc``, ``hallucinators``: the bank's count), or ``(None, None)``. A bank whose
+    fingerprint differs from the one announced raises :class:`ConfigError` (the node replies with an error
+    instead of distilling)."""
     if BANK_KEY not in msg.content.array_records:
         return None, None
     bank = decode_bank(msg.content.array_records[BANK_KEY])

@@ -241,7 +241,7 @@ def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
 
     n_h = synth.num_hallucinators
     all_bases = torch.arange(synth.num_bases, device=device)
-    iter_times: list[float] = []
+    iterations_run, wall_spent = 0, 0.0  # wall seconds in iterations (evaluation and setup not counted)
     cpu_spent = 0.0  # this process's CPU seconds in iterations (time_limit_clock="cpu")
     for it in range(start, config.iterations):
         t_it, c_it = time.perf_counter(), time.process_time()
@@ -257,22 +257,23 @@ def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
                 + (f"the last good checkpoint is in {config.checkpoint_dir}; " if config.checkpoint_dir else "")
                 + "lower the learning rates (lr_bases / lr_hallucinators) and retry")
         history.append({"iteration": it, **losses.as_dict()})
-        iter_times.append(time.perf_counter() - t_it)
+        iterations_run += 1
+        wall_spent += time.perf_counter() - t_it
         cpu_spent += time.process_time() - c_it
         if on_step is not None:
             on_step(it, losses.as_dict())
         if observe is not None:
-            observe(it + 1, sum(iter_times), synth)
+            observe(it + 1, wall_spent, synth)
         if (it + 1) % config.checkpoint_every == 0:
             checkpoint(it + 1)
         if config.time_limit_s is not None and \
-                (cpu_spent if config.time_limit_clock == "cpu" else sum(iter_times)) >= config.time_limit_s:
+                (cpu_spent if config.time_limit_clock == "cpu" else wall_spent) >= config.time_limit_s:
             break
         if should_stop is not None and should_stop() and it + 1 < config.iterations:
             checkpoint(it + 1)
             raise DistillationInterrupted(it + 1, config.checkpoint_dir)
-    if config.checkpoint_dir and iter_times:
-        checkpoint(start + len(iter_times))
+    if config.checkpoint_dir and iterations_run:
+        checkpoint(start + iterations_run)
 
     learned_lr = objective.learned_lr()
     meta = {"dataset": train.name, "objective": config.objective, "parameterization": config.parameterization,
@@ -281,9 +282,9 @@ def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
                        "num_hallucinators": plan.num_hallucinators, "budget_parameters": plan.budget_parameters,
                        "rule": config.budget_rule, "notes": plan.notes},
             "timings": {"total_s": time.perf_counter() - t0,
-                        "iteration_s": sum(iter_times) / len(iter_times) if iter_times else None,
-                        "iteration_cpu_s": cpu_spent / len(iter_times) if iter_times else None,
-                        "iterations_run": len(iter_times)},
+                        "iteration_s": wall_spent / iterations_run if iterations_run else None,
+                        "iteration_cpu_s": cpu_spent / iterations_run if iterations_run else None,
+                        "iterations_run": iterations_run},
             "history_tail": history[-5:]}
     result = FactorizedDataset(synth, pre, train.classes, meta, learned_lr)
     result.history = history  # per-iteration loss terms; kept out of meta.json (it grows with iterations)
