@@ -215,10 +215,12 @@ def test_modest_recipe_keeps_hallucinator_steps_bounded_under_dc():
 @pytest.mark.parametrize("clock", ["wall", "cpu"])
 def test_time_limit_stops_the_run_on_the_chosen_clock(clock):
     cfg = tiny_config(iterations=10**6, time_limit_s=0.05, time_limit_clock=clock)
-    result = distill(separable_dataset(), cfg)
+    seen = []
+    result = distill(separable_dataset(), cfg, observe=lambda done, spent, synth: seen.append(spent))
     t = result.meta["timings"]
     assert 1 <= t["iterations_run"] < 10**6  # stopped by the budget, a normal return
     spent = t["iterations_run"] * (t["iteration_cpu_s"] if clock == "cpu" else t["iteration_s"])
     assert spent >= 0.05 and t["iteration_cpu_s"] > 0
+    assert seen[-1] == pytest.approx(spent, rel=1e-9)  # observe sees the budget's clock too
     with pytest.raises(ConfigError, match="time_limit_clock"):
         tiny_config(time_limit_clock="gpu").validate()

@@ -155,8 +155,8 @@ def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
     A NaN/inf loss raises :class:`NonFiniteLossError` and leaves the last good checkpoint in place.
     When ``should_stop()`` turns true (e.g. after Ctrl-C) the run checkpoints after the current iteration
     and raises :class:`DistillationInterrupted`. ``observe(iterations_done, seconds_spent, synthetic)`` sees
-    the synthetic set after every iteration (e.g. to snapshot learning curves; time spent there is not
-    counted as iteration time). ``phase_hook(name)`` wraps each phase of every iteration (see
+    the synthetic set after every iteration (e.g. to snapshot learning curves); ``seconds_spent`` counts the
+    iterations only, on the budget's clock (``time_limit_clock``: wall or this process's CPU seconds). ``phase_hook(name)`` wraps each phase of every iteration (see
     :mod:`haba_core.distillation.phases`) for timing and profiling. ``hallucinator_init`` starts the
     hallucinator bank from a given one (the state dict of another run's ``synthetic.hallucinators``, e.g. a
     bank shared across continual experiences) instead of its configured initialisation; with
@@ -262,12 +262,12 @@ def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
         cpu_spent += time.process_time() - c_it
         if on_step is not None:
             on_step(it, losses.as_dict())
+        spent = cpu_spent if config.time_limit_clock == "cpu" else wall_spent
         if observe is not None:
-            observe(it + 1, wall_spent, synth)
+            observe(it + 1, spent, synth)
         if (it + 1) % config.checkpoint_every == 0:
             checkpoint(it + 1)
-        if config.time_limit_s is not None and \
-                (cpu_spent if config.time_limit_clock == "cpu" else wall_spent) >= config.time_limit_s:
+        if config.time_limit_s is not None and spent >= config.time_limit_s:
             break
         if should_stop is not None and should_stop() and it + 1 < config.iterations:
             checkpoint(it + 1)
