@@ -131,12 +131,13 @@ def expected_hallucinator_shapes(expect: PayloadExpectation) -> dict[str, tuple[
 
 
 def decode_payload(content: RecordDict, expect: PayloadExpectation, preprocessor: Preprocessor,
-                   bank: Mapping[str, Tensor] | None = None) -> DecodedPayload:
+                   bank: Mapping[str, Tensor] | None = None, bank_fingerprint: str | None = None) -> DecodedPayload:
     """Validate a train reply's content against ``expect`` and rebuild the client's factorized dataset.
 
     The result uses ``preprocessor`` (the server's dataset normalisation), whatever the client declared.
     With ``expect.shared_bank`` the upload carries bases only; ``bank`` (the server's shared bank, tensors
-    named ``hallucinators.<k>``) composes them, and the payload's ``bank_id`` must be that bank's.
+    named ``hallucinators.<k>``) composes them, and the payload's ``bank_id`` must be that bank's
+    (``bank_fingerprint``: its :func:`~federated.shared_bank.bank_id`, computed here when not given).
     Raises :class:`PayloadRejected`.
     """
     if expect.shared_bank and not bank:
@@ -236,7 +237,7 @@ def decode_payload(content: RecordDict, expect: PayloadExpectation, preprocessor
 
     full = tensors
     if expect.shared_bank:
-        want = bank_id(bank)
+        want = bank_fingerprint or bank_id(bank)
         if meta.get("bank_id") != want:
             raise PayloadRejected("bank", f"payload was distilled through bank {str(meta.get('bank_id'))[:12]!r}, "
                                           f"the server's shared bank is {want[:12]!r}")

@@ -191,7 +191,8 @@ class HabaStrategy(Strategy):
                 up = sum(len(a.data) for r in msg.content.array_records.values() for a in r.values())
             self.ledger.add(server_round, node, UP, up, TRAIN)
             try:
-                decoded = decode_payload(msg.content, expect, self.preprocessor, bank=bank)
+                decoded = decode_payload(msg.content, expect, self.preprocessor, bank=bank,
+                                         bank_fingerprint=self.bank_id if bank is not None else None)
             except PayloadRejected as exc:
                 self._reject(info, server_round, node, exc.kind, exc.reason)
                 continue

@@ -105,6 +105,11 @@ def test_client_distils_bases_only_through_the_bank_and_server_validates_them():
     with pytest.raises(PayloadRejected) as exc:
         decode_payload(reply.content, shared, preprocessor_for(test), bank=other)
     assert exc.value.kind == "bank"
+    with pytest.raises(PayloadRejected) as exc:  # the server's precomputed fingerprint is what is checked
+        decode_payload(reply.content, shared, preprocessor_for(test), bank=bank, bank_fingerprint=bank_id(other))
+    assert exc.value.kind == "bank"
+    assert decode_payload(reply.content, shared, preprocessor_for(test), bank=bank,
+                          bank_fingerprint=bank_id(bank)).result.num_hallucinators == 4
     with pytest.raises(PayloadRejected) as exc:  # more bases per class than the server granted
         decode_payload(reply.content, expect.through_shared_bank(bpc - 1), preprocessor_for(test), bank=bank)
     assert exc.value.kind == "budget"
