@@ -94,6 +94,12 @@ VARIANTS["haba-pca-advw8"] = {**VARIANTS["haba-pca"], "adversary_width": 8}
 # learned as in modest; "-frozen" keeps the pretrained bank fixed.
 VARIANTS["modest-pre"] = {**VARIANTS["modest"], "hallucinator_pretrain_steps": 300}
 
+# A diversity signal cheaper than the adversary (issue 14's lead): L_cos under a fresh random F each iteration
+# (adversary_renew), never trained. λ_cos 1 and 10: DM's L_DD is ~10–40 at width 32 and L_cos ~0.45, so the
+# paper's 0.1 leaves the term without effect
+VARIANTS["modest-div"] = {**VARIANTS["modest"], "lambda_cos": 1.0, "adversary_renew": True}
+VARIANTS["modest-div10"] = {**VARIANTS["modest"], "lambda_cos": 10.0, "adversary_renew": True}
+
 # bfloat16 forward passes for the distillation and adversary networks (issue 19): the same runs, faster
 VARIANTS["modest-bf16"] = {**VARIANTS["modest"], "precision": "bf16"}
 VARIANTS["haba-pca-bf16"] = {**VARIANTS["haba-pca"], "precision": "bf16"}
@@ -101,7 +107,8 @@ VARIANTS["haba-pca-bf16"] = {**VARIANTS["haba-pca"], "precision": "bf16"}
 # The nulls that tell whether learning the hallucinators helps (issue 14): the same recipe with the
 # hallucinators (convolutions and σ/μ) frozen at their initialisation — same bytes, same compute per step.
 FROZEN = {"lr_hallucinators": 0.0, "lr_affine": 0.0}
-for _name in ("modest", "haba-paper", "haba-pca", "modest-fast", "modest-mmd", "modest-mmd-h5", "modest-pre"):
+for _name in ("modest", "haba-paper", "haba-pca", "modest-fast", "modest-mmd", "modest-mmd-h5", "modest-pre",
+              "modest-div", "modest-div10"):
     VARIANTS[f"{_name}-frozen"] = {**VARIANTS[_name], **FROZEN}
 
 

@@ -132,6 +132,12 @@ class Adversary:
         self.optimizer.step()
         return float(loss.detach())
 
+    def renew(self, network: nn.Module) -> None:
+        """Replace F by ``network`` (a fresh draw) with a fresh optimiser (``DistillConfig.adversary_renew``)."""
+        self.network = network
+        self.optimizer = torch.optim.SGD(network.parameters(), lr=self.optimizer.defaults["lr"],
+                                         momentum=self.optimizer.defaults["momentum"])
+
     def state_dict(self) -> dict:
         return {"network": self.network.state_dict(), "optimizer": self.optimizer.state_dict()}
 

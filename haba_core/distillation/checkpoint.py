@@ -31,7 +31,8 @@ def has_checkpoint(directory: str | Path | None) -> bool:
 
 # fields added to DistillConfig after checkpoints were written, with the value those checkpoints ran with
 ADDED_SINCE = {"adversary_every": 1, "adversary_width": None, "hallucinator_pretrain_steps": 0,
-               "hallucinator_pretrain_lr": 1e-3, "hallucinator_pretrain_neighbours": 5, "precision": "fp32"}
+               "hallucinator_pretrain_lr": 1e-3, "hallucinator_pretrain_neighbours": 5, "precision": "fp32",
+               "adversary_renew": False}
 
 
 def _without_nested(config: dict[str, Any]) -> dict[str, Any]:

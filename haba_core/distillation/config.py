@@ -42,6 +42,10 @@ class DistillConfig:
     on iterations 0, k, 2k, …: the adversary costs ~1/k of its per-iteration time (BENCHMARKS.md, speed section).
     ``adversary_width`` (also the toolkit's, ConvNet only) gives the adversary F its own, usually smaller, width
     (``None``: ``net_width``, as the paper); such an F does not start from federated ``network_init`` weights.
+    ``adversary_renew`` (the toolkit's; ``False`` = the paper) replaces the trained adversary by a freshly
+    initialised, never-trained F drawn every iteration, as DM draws its networks: L_cos then asks the
+    hallucinations of a basis to differ under random features, at the cost of one forward/backward of F and
+    no adversary update (issue 14's "cheaper diversity signal"; ``lambda_con``/``lambda_task`` are unused).
     ``precision`` ``"bf16"`` (the toolkit's; ``"fp32"`` = the paper) runs the forward passes of the distillation
     and adversary networks under bfloat16 autocast (their backward follows): at width 128 on CPUs with
     AMX/AVX-512-BF16 an iteration takes 0.6–0.76× the time; bases, hallucinators, network weights and every loss
@@ -91,6 +95,7 @@ class DistillConfig:
     adversary_order: str = "after"
     adversary_momentum: float = 0.9
     adversary_dsa: bool = True
+    adversary_renew: bool = False
     contrastive_normalization: str = "paper"
 
     iterations: int = 1000
@@ -143,6 +148,8 @@ class DistillConfig:
                 or self.hallucinator_pretrain_neighbours < 1:
             raise ConfigError("hallucinator_pretrain_steps must be >= 0, hallucinator_pretrain_lr > 0 and "
                               "hallucinator_pretrain_neighbours >= 1")
+        if not isinstance(self.adversary_renew, bool):
+            raise ConfigError(f"adversary_renew must be true or false, got {self.adversary_renew!r}")
         if not 0 <= self.adversary_momentum < 1:
             raise ConfigError(f"adversary_momentum must be in [0, 1), got {self.adversary_momentum}")
         if self.checkpoint_every < 1:

@@ -200,8 +200,8 @@ def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
     objective = build_objective(config, ctx, trajectories)
     optimizers = _optimizer_groups(config, synth, objective)
     adversary = None
+    make_adversary = make_network
     if synth.is_factorized and (config.lambda_cos or config.lambda_con or config.lambda_task):
-        make_adversary = make_network
         if config.adversary_width is not None and config.adversary_width != config.net_width:
             make_adversary = network_factory(replace(config, net_width=config.adversary_width),
                                              image_shape, num_classes, device)
@@ -246,9 +246,12 @@ def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
     for it in range(start, config.iterations):
         t_it, c_it = time.perf_counter(), time.process_time()
         phases = PhaseSequence(phase_hook)
+        adversary_now = adversary if it % config.adversary_every == 0 else None
+        if adversary_now is not None and config.adversary_renew:
+            adversary_now.renew(make_adversary(generator))  # a fresh random F, as DM draws its networks
         try:
-            losses = _step(config, synth, objective, adversary if it % config.adversary_every == 0 else None,
-                           optimizers, generator, all_bases, n_h, device, dsa, phases)
+            losses = _step(config, synth, objective, adversary_now, optimizers, generator, all_bases, n_h, device,
+                           dsa, phases)
         finally:
             phases.close()
         if not all(math.isfinite(v) for v in losses.as_dict().values()):
@@ -365,7 +368,7 @@ def _step(config: DistillConfig, synth: SyntheticSet, objective: Objective, adve
             opt.step()
         objective.after_step()
     adv_loss = 0.0
-    if adversary is not None and config.adversary_steps:
+    if adversary is not None and config.adversary_steps and not config.adversary_renew:
         phases.enter("adversary")
         adv_images = images.detach()
         if config.adversary_order == "after":
