@@ -1,5 +1,7 @@
 """adversary_renew (issue 14): L_cos under a fresh, never-trained F each iteration; False is the paper."""
 
+import contextlib
+
 import pytest
 import torch
 
@@ -12,15 +14,13 @@ from core_fixtures import separable_dataset, tiny_config
 
 def run(iterations=4, phases=None, **kw):
     seen = []
-    hook = None
-    if phases is not None:
-        import contextlib
 
-        def hook(name):
-            phases.append(name)
-            return contextlib.nullcontext()
+    def hook(name):
+        phases.append(name)
+        return contextlib.nullcontext()
+
     fd = distill(separable_dataset(), tiny_config(iterations=iterations, **kw),
-                 on_step=lambda it, losses: seen.append(losses), phase_hook=hook)
+                 on_step=lambda it, losses: seen.append(losses), phase_hook=hook if phases is not None else None)
     return fd, seen
 
 
