@@ -45,7 +45,8 @@ class DistillConfig:
     ``adversary_renew`` (the toolkit's; ``False`` = the paper) replaces the trained adversary by a freshly
     initialised, never-trained F drawn every iteration, as DM draws its networks: L_cos then asks the
     hallucinations of a basis to differ under random features, at the cost of one forward/backward of F and
-    no adversary update (issue 14's "cheaper diversity signal"; ``lambda_con``/``lambda_task`` are unused).
+    no adversary update (issue 14's "cheaper diversity signal"; ``lambda_con``/``lambda_task`` are unused; with
+    federated ``network_init`` weights and no ``adversary_width`` every draw starts from those weights).
     ``precision`` ``"bf16"`` (the toolkit's; ``"fp32"`` = the paper) runs the forward passes of the distillation
     and adversary networks under bfloat16 autocast (their backward follows): at width 128 on CPUs with
     AMX/AVX-512-BF16 an iteration takes 0.6–0.76× the time; bases, hallucinators, network weights and every loss
