@@ -24,7 +24,7 @@ def run(iterations=4, phases=None, **kw):
     return fd, seen
 
 
-def test_renewed_adversary_is_drawn_every_iteration_and_never_trained():
+def test_renewed_adversary_is_drawn_every_iteration_and_never_trained(monkeypatch):
     drawn, trained = [], []
     original_renew, original_step = Adversary.renew, Adversary.step
 
@@ -36,12 +36,10 @@ def test_renewed_adversary_is_drawn_every_iteration_and_never_trained():
         trained.append(1)
         return original_step(self, *args, **kwargs)
 
-    Adversary.renew, Adversary.step = renew, step
-    try:
-        phases = []
-        _, losses = run(iterations=4, phases=phases, adversary_renew=True)
-    finally:
-        Adversary.renew, Adversary.step = original_renew, original_step
+    monkeypatch.setattr(Adversary, "renew", renew)
+    monkeypatch.setattr(Adversary, "step", step)
+    phases = []
+    _, losses = run(iterations=4, phases=phases, adversary_renew=True)
     assert len(drawn) == 4 and len({id(n) for n in drawn}) == 4  # a new network per iteration
     first = [p for p in drawn[0].parameters()][0]
     assert not torch.equal(first, [p for p in drawn[1].parameters()][0])  # a fresh random draw, not a copy

@@ -158,10 +158,10 @@ def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
     the synthetic set after every iteration (e.g. to snapshot learning curves); ``seconds_spent`` counts the
     iterations only, on the budget's clock (``time_limit_clock``: wall or this process's CPU seconds).
     ``phase_hook(name)`` wraps each phase of every iteration (see :mod:`haba_core.distillation.phases`) for
-    timing and profiling. ``hallucinator_init`` starts the
-    hallucinator bank from a given one (the state dict of another run's ``synthetic.hallucinators``, e.g. a
-    bank shared across continual experiences) instead of its configured initialisation; with
-    ``lr_hallucinators=0`` and ``lr_affine=0`` the bank stays exactly as given.
+    timing and profiling. ``hallucinator_init`` starts the hallucinator bank from a given one (the state dict
+    of another run's ``synthetic.hallucinators``, e.g. a bank shared across continual experiences) instead of
+    its configured initialisation; with ``lr_hallucinators=0`` and ``lr_affine=0`` the bank stays exactly as
+    given.
     """
     config.validate()
     device = resolve_device(config.device)
