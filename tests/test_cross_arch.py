@@ -1,0 +1,55 @@
+"""benchmarks.cross_arch: saved sets scored on other networks, paired by seed, resumable under a deadline."""
+
+import json
+
+import pytest
+
+from benchmarks import cross_arch
+from haba_core import load_dataset, recipe_config, distill
+
+
+@pytest.fixture(scope="module")
+def saved_sets(tmp_path_factory):
+    """Two tiny DM sets per seed (IDC and HaBa) on the digits, saved as compute_matched --save-sets names them."""
+    root = tmp_path_factory.mktemp("sets")
+    train = load_dataset("digits")
+    for seed in (0, 1):
+        for name, param in (("idc", "idc"), ("haba", "haba")):
+            cfg = recipe_config("paper-pca", objective="dm", ipc=2, iterations=2, net_width=8, seed=seed,
+                                parameterization=param, device="cpu")
+            distill(train, cfg).save(root / f"{name}_seed{seed}")
+    return root
+
+
+def _argv(sets, out, *extra):
+    return [str(sets), "--dataset", "digits", "--quick", "--out", str(out), "--archs", "ConvNet,AlexNet",
+            "--net-width", "8", "--device", "cpu", *extra]
+
+
+def test_scores_every_set_and_coreset_on_every_network_and_pairs_by_seed(saved_sets, tmp_path, capsys):
+    cross_arch.main(_argv(saved_sets, tmp_path, "--coresets", "random", "--ipc", "2", "--pairs", "haba:idc"))
+    rows = json.loads((tmp_path / cross_arch.RESULTS).read_text())["rows"]
+    assert {(r["variant"], r["seed"], r["arch"]) for r in rows} == {
+        (v, s, a) for v in ("idc", "haba", "random-coreset") for s in (0, 1) for a in ("ConvNet", "AlexNet")}
+    assert all(0 <= r["acc"] <= 100 and r["stored_bytes"] > 0 for r in rows)
+    assert [r["seed"] for r in rows] == sorted(r["seed"] for r in rows)  # seed by seed: partial runs stay paired
+    text = capsys.readouterr().out
+    assert "mean of AlexNet" in text and "haba − idc" in text and "/2" in text  # two seeds paired
+
+
+def test_rerun_skips_what_is_done_and_budget_stops_early(saved_sets, tmp_path, monkeypatch, capsys):
+    cross_arch.main(_argv(saved_sets, tmp_path, "--budget-s", "0"))  # nothing starts after 0 s
+    assert json.loads((tmp_path / cross_arch.RESULTS).read_text())["rows"] == []
+    assert "rerun with the same --out" in capsys.readouterr().out
+    cross_arch.main(_argv(saved_sets, tmp_path))
+    first = json.loads((tmp_path / cross_arch.RESULTS).read_text())["rows"]
+    assert len(first) == 8
+    monkeypatch.setattr(cross_arch, "evaluate", lambda *a, **k: pytest.fail("re-evaluated a finished row"))
+    cross_arch.main(_argv(saved_sets, tmp_path))
+    assert json.loads((tmp_path / cross_arch.RESULTS).read_text())["rows"] == first
+
+
+def test_a_folder_that_is_not_a_saved_set_ends_with_one_line(tmp_path):
+    (tmp_path / "sets" / "notaset").mkdir(parents=True)
+    with pytest.raises(SystemExit, match="not a saved set"):
+        cross_arch.main(_argv(tmp_path / "sets", tmp_path / "out"))
