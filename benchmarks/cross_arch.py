@@ -58,7 +58,9 @@ def load_results(out: Path) -> list[dict]:
         rows = json.loads(path.read_text())["rows"]
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise SystemExit(f"cannot resume from {path}: {err}") from None
-    return [r for r in rows if isinstance(r, dict)]
+    return [r for r in rows if isinstance(r, dict) and isinstance(r.get("variant"), str)
+            and isinstance(r.get("seed"), int) and isinstance(r.get("arch"), str)
+            and isinstance(r.get("acc"), (int, float))]  # anything else is scored again
 
 
 def save_results(out: Path, rows: list[dict], meta: dict) -> None:
@@ -70,7 +72,7 @@ def save_results(out: Path, rows: list[dict], meta: dict) -> None:
 def arch_mean(rows: list[dict], variant: str, seed: int, archs: list[str]) -> float | None:
     """Mean accuracy over ``archs`` of one set, or None unless every one of them was scored."""
     accs = [r["acc"] for r in rows if r["variant"] == variant and r["seed"] == seed and r["arch"] in archs]
-    return sum(accs) / len(accs) if len(accs) == len(archs) else None
+    return sum(accs) / len(accs) if archs and len(accs) == len(archs) else None
 
 
 def render(rows: list[dict], archs: list[str], pairs: list[tuple[str, str]]) -> str:
@@ -86,7 +88,7 @@ def render(rows: list[dict], archs: list[str], pairs: list[tuple[str, str]]) -> 
             m, s = mean_std(accs)
             row[a] = f"{m:.2f} ± {s:.2f} ({len(accs)})" if accs else "–"
         seeds = sorted({r["seed"] for r in rows if r["variant"] == v})
-        means = [x for s in seeds if (x := arch_mean(rows, v, s, others)) is not None]
+        means = [x for seed in seeds if (x := arch_mean(rows, v, seed, others)) is not None]
         m, s = mean_std(means)
         row["mean of " + "/".join(others)] = f"{m:.2f} ± {s:.2f} ({len(means)})" if means else "–"
         row["stored_bytes"] = next(r["stored_bytes"] for r in rows if r["variant"] == v)
@@ -95,8 +97,8 @@ def render(rows: list[dict], archs: list[str], pairs: list[tuple[str, str]]) -> 
     diffs = []
     for a, b in pairs:
         seeds = sorted({r["seed"] for r in rows if r["variant"] == a} & {r["seed"] for r in rows if r["variant"] == b})
-        d = [x - y for s in seeds if (x := arch_mean(rows, a, s, others)) is not None
-             and (y := arch_mean(rows, b, s, others)) is not None]
+        d = [x - y for seed in seeds if (x := arch_mean(rows, a, seed, others)) is not None
+             and (y := arch_mean(rows, b, seed, others)) is not None]
         if d:
             m, s = mean_std(d)
             diffs.append({"comparison": f"{a} − {b}", "per seed": ", ".join(f"{x:+.2f}" for x in d),

@@ -53,3 +53,13 @@ def test_a_folder_that_is_not_a_saved_set_ends_with_one_line(tmp_path):
     (tmp_path / "sets" / "notaset").mkdir(parents=True)
     with pytest.raises(SystemExit, match="not a saved set"):
         cross_arch.main(_argv(tmp_path / "sets", tmp_path / "out"))
+
+
+def test_render_pairs_only_complete_sets_and_survives_convnet_alone():
+    rows = [{"variant": v, "seed": s, "arch": a, "acc": acc, "stored_bytes": 1}
+            for v, s, a, acc in [("a", 0, "ResNet18", 30.0), ("a", 0, "AlexNet", 40.0), ("b", 0, "ResNet18", 20.0),
+                                 ("b", 0, "AlexNet", 30.0), ("a", 1, "ResNet18", 50.0), ("b", 1, "ResNet18", 10.0)]]
+    text = cross_arch.render(rows, ["ResNet18", "AlexNet"], [("a", "b")])
+    assert "| a − b | +10.00 | +10.00 ± 0.00 | 1/1 |" in text  # seed 1 lacks AlexNet: not paired
+    assert "35.00 ± 0.00 (1)" in text  # a's cross-architecture mean counts only the complete seed
+    assert "mean of " in cross_arch.render(rows, ["ConvNet"], [("a", "b")])  # no other network: no mean, no crash
