@@ -24,12 +24,12 @@ from pathlib import Path
 from haba_core import EvalConfig, FactorizedDataset, evaluate, select_coreset
 from haba_core.atomic import atomic_path
 
-from .combine import parse_pairs
+from .combine import paired, parse_pairs
 from .datasets import load_pair, load_splits
+from .gpu_protocol import CROSS_ARCHS
 from .harness import (add_common_args, command_line, configure_threads, machine_info, machine_line, markdown_table,
                       mean_std, resolve_device)
 
-CROSS_ARCHS = ("ResNet18", "VGG11", "AlexNet")  # the paper's Tab. 2
 RESULTS = "cross_arch.json"
 _SET_NAME = re.compile(r"^(?P<variant>.+)_seed(?P<seed>\d+)$")
 
@@ -94,15 +94,10 @@ def render(rows: list[dict], archs: list[str], pairs: list[tuple[str, str]]) -> 
         row["stored_bytes"] = next(r["stored_bytes"] for r in rows if r["variant"] == v)
         table.append(row)
     text = [markdown_table(table, list(table[0])) if table else "(no rows)"]
-    diffs = []
-    for a, b in pairs:
-        seeds = sorted({r["seed"] for r in rows if r["variant"] == a} & {r["seed"] for r in rows if r["variant"] == b})
-        d = [x - y for seed in seeds if (x := arch_mean(rows, a, seed, others)) is not None
-             and (y := arch_mean(rows, b, seed, others)) is not None]
-        if d:
-            m, s = mean_std(d)
-            diffs.append({"comparison": f"{a} − {b}", "per seed": ", ".join(f"{x:+.2f}" for x in d),
-                          "mean ± std": f"{m:+.2f} ± {s:.2f}", "ahead": f"{sum(x > 0 for x in d)}/{len(d)}"})
+    sets = dict.fromkeys((r["variant"], r["seed"]) for r in rows)
+    per_set = [{"variant": v, "seed": seed, "mean": x} for v, seed in sets
+               if (x := arch_mean(rows, v, seed, others)) is not None]  # complete sets only: what pairs by seed
+    diffs = [d for a, b in pairs if (d := paired(per_set, a, b, "mean")) is not None]
     if diffs:
         text.append(markdown_table(diffs, ["comparison", "per seed", "mean ± std", "ahead"]))
     return "\n\n".join(text) + "\n"
