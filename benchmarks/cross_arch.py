@@ -11,6 +11,8 @@ with ``--coresets``, the random and herding coresets the same seeds draw at the 
 Rows are written to ``OUT/cross_arch.json`` after every evaluation (atomically) and a rerun with the same
 ``--out`` skips what is already there, so a deadline (``--budget-s``: a GPU call's limit) loses nothing.
 Order: seed by seed, every variant of a seed before the next seed, so a partial run stays paired.
+Sets split across processes (one ``--out`` each) are brought together with ``--merge OUT1,OUT2``: their rows
+join this ``--out`` and count as done.
 """
 
 from __future__ import annotations
@@ -61,6 +63,21 @@ def load_results(out: Path) -> list[dict]:
     return [r for r in rows if isinstance(r, dict) and isinstance(r.get("variant"), str)
             and isinstance(r.get("seed"), int) and isinstance(r.get("arch"), str)
             and isinstance(r.get("acc"), (int, float))]  # anything else is scored again
+
+
+def merge_results(rows: list[dict], others: list[Path]) -> list[dict]:
+    """``rows`` plus the rows saved under each of ``others`` (other processes' ``--out``), each (variant, seed,
+    network) once; the same one scored differently in two places is an error, not a silent pick."""
+    merged = {(r["variant"], r["seed"], r["arch"]): r for r in rows}
+    for other in others:
+        if not (other / RESULTS).is_file():
+            raise SystemExit(f"--merge: {other / RESULTS} does not exist")
+        for r in load_results(other):
+            key = (r["variant"], r["seed"], r["arch"])
+            if key in merged and merged[key]["acc"] != r["acc"]:
+                raise SystemExit(f"--merge: {key[0]} seed {key[1]} on {key[2]} scored differently in {other}")
+            merged.setdefault(key, r)
+    return list(merged.values())
 
 
 def save_results(out: Path, rows: list[dict], meta: dict) -> None:
@@ -118,6 +135,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ipc", type=int, default=None, help="IPC of the --coresets rows")
     p.add_argument("--pairs", default="", help="A:B[,A:B]: per-seed differences of the cross-architecture mean")
     p.add_argument("--budget-s", type=float, default=None, help="start no evaluation after this many seconds")
+    p.add_argument("--merge", default="", help="OUT[,OUT]: result folders of other processes whose rows join --out")
     add_common_args(p)
     args = p.parse_args(argv)
     if args.coresets and args.ipc is None:
@@ -168,7 +186,8 @@ def main(argv=None) -> None:
     if args.quick:
         args.epochs, args.test_limit = min(args.epochs, 2), min(args.test_limit or 200, 200)
     archs = [a for a in args.archs.split(",") if a]
-    rows = load_results(Path(args.out))
+    rows = merge_results(load_results(Path(args.out)), [Path(d) for d in args.merge.split(",") if d])
+    rows.sort(key=lambda r: r["seed"])  # stable: seed by seed, as a single process writes them
     meta = {"machine": machine_info(resolve_device(args.device)), "command": command_line(), "args": vars(args)}
     finished = run(args, archs, rows, meta)
     save_results(Path(args.out), rows, meta)

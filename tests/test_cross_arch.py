@@ -63,3 +63,28 @@ def test_render_pairs_only_complete_sets_and_survives_convnet_alone():
     assert "| a − b | +10.00 | +10.00 ± 0.00 | 1/1 |" in text  # seed 1 lacks AlexNet: not paired
     assert "35.00 ± 0.00 (1)" in text  # a's cross-architecture mean counts only the complete seed
     assert "mean of " in cross_arch.render(rows, ["ConvNet"], [("a", "b")])  # no other network: no mean, no crash
+
+
+def test_seeds_scored_in_separate_processes_merge_into_one_paired_table(saved_sets, tmp_path, monkeypatch, capsys):
+    for seed in (0, 1):  # one process (one --out) per seed, as two CPU cores or two GPU calls would run them
+        sets = [str(saved_sets / f"{v}_seed{seed}") for v in ("idc", "haba")]
+        cross_arch.main([sets[0], *_argv(sets[1], tmp_path / f"out{seed}")])
+    parts = [json.loads((tmp_path / f"out{s}" / cross_arch.RESULTS).read_text())["rows"] for s in (0, 1)]
+    monkeypatch.setattr(cross_arch, "evaluate", lambda *a, **k: pytest.fail("re-evaluated a merged row"))
+    capsys.readouterr()
+    cross_arch.main(_argv(saved_sets, tmp_path / "all", "--merge", f"{tmp_path / 'out0'},{tmp_path / 'out1'}",
+                          "--pairs", "haba:idc"))
+    merged = json.loads((tmp_path / "all" / cross_arch.RESULTS).read_text())["rows"]
+    assert merged == parts[0] + parts[1]
+    assert "/2" in capsys.readouterr().out  # both seeds paired
+
+
+def test_merge_refuses_a_missing_folder_and_a_row_scored_twice_differently(saved_sets, tmp_path):
+    with pytest.raises(SystemExit, match="does not exist"):
+        cross_arch.main(_argv(saved_sets, tmp_path / "out", "--merge", str(tmp_path / "nowhere")))
+    row = {"variant": "idc", "seed": 0, "arch": "ConvNet", "acc": 50.0, "stored_bytes": 1}
+    for name, acc in (("a", 50.0), ("b", 51.0)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / cross_arch.RESULTS).write_text(json.dumps({"rows": [{**row, "acc": acc}]}))
+    with pytest.raises(SystemExit, match="scored differently"):
+        cross_arch.main(_argv(saved_sets, tmp_path / "out", "--merge", f"{tmp_path / 'a'},{tmp_path / 'b'}"))
