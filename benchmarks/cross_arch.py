@@ -65,13 +65,28 @@ def load_results(out: Path) -> list[dict]:
             and isinstance(r.get("acc"), (int, float))]  # anything else is scored again
 
 
+# What makes two results files' rows comparable: scored on the same images by the same training recipe.
+SCORING_ARGS = ("dataset", "split", "test_limit", "epochs", "runs", "net_width")
+
+
+def check_scoring(out: Path, args: argparse.Namespace) -> None:
+    """Refuse to resume from or merge ``out``'s rows when they were scored with other settings."""
+    path = out / RESULTS
+    try:
+        saved = json.loads(path.read_text())["meta"]["args"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise SystemExit(f"cannot read the scoring settings of {path}: {err}") from None
+    differ = [k for k in SCORING_ARGS if saved.get(k) != getattr(args, k)]
+    if differ:
+        raise SystemExit(f"{path} was scored with other settings ({', '.join(f'{k}={saved.get(k)!r}' for k in differ)});"
+                         " use another --out")
+
+
 def merge_results(rows: list[dict], others: list[Path]) -> list[dict]:
     """``rows`` plus the rows saved under each of ``others`` (other processes' ``--out``), each (variant, seed,
     network) once; the same one scored differently in two places is an error, not a silent pick."""
     merged = {(r["variant"], r["seed"], r["arch"]): r for r in rows}
     for other in others:
-        if not (other / RESULTS).is_file():
-            raise SystemExit(f"--merge: {other / RESULTS} does not exist")
         for r in load_results(other):
             key = (r["variant"], r["seed"], r["arch"])
             if key in merged and merged[key]["acc"] != r["acc"]:
@@ -186,7 +201,12 @@ def main(argv=None) -> None:
     if args.quick:
         args.epochs, args.test_limit = min(args.epochs, 2), min(args.test_limit or 200, 200)
     archs = [a for a in args.archs.split(",") if a]
-    rows = merge_results(load_results(Path(args.out)), [Path(d) for d in args.merge.split(",") if d])
+    out, others = Path(args.out), [Path(d) for d in args.merge.split(",") if d]
+    for folder in ([out] if (out / RESULTS).is_file() else []) + others:
+        if not (folder / RESULTS).is_file():
+            raise SystemExit(f"--merge: {folder / RESULTS} does not exist")
+        check_scoring(folder, args)
+    rows = merge_results(load_results(out), others)
     rows.sort(key=lambda r: r["seed"])  # stable: seed by seed, as a single process writes them
     meta = {"machine": machine_info(resolve_device(args.device)), "command": command_line(), "args": vars(args)}
     finished = run(args, archs, rows, meta)

@@ -82,9 +82,23 @@ def test_seeds_scored_in_separate_processes_merge_into_one_paired_table(saved_se
 def test_merge_refuses_a_missing_folder_and_a_row_scored_twice_differently(saved_sets, tmp_path):
     with pytest.raises(SystemExit, match="does not exist"):
         cross_arch.main(_argv(saved_sets, tmp_path / "out", "--merge", str(tmp_path / "nowhere")))
+    cross_arch.main(_argv(saved_sets, tmp_path / "a", "--budget-s", "0"))  # settings saved, nothing scored
+    meta = json.loads((tmp_path / "a" / cross_arch.RESULTS).read_text())["meta"]
     row = {"variant": "idc", "seed": 0, "arch": "ConvNet", "acc": 50.0, "stored_bytes": 1}
     for name, acc in (("a", 50.0), ("b", 51.0)):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / cross_arch.RESULTS).write_text(json.dumps({"rows": [{**row, "acc": acc}]}))
+        (tmp_path / name).mkdir(exist_ok=True)
+        (tmp_path / name / cross_arch.RESULTS).write_text(json.dumps({"meta": meta, "rows": [{**row, "acc": acc}]}))
     with pytest.raises(SystemExit, match="scored differently"):
         cross_arch.main(_argv(saved_sets, tmp_path / "out", "--merge", f"{tmp_path / 'a'},{tmp_path / 'b'}"))
+
+
+def test_rows_scored_with_other_settings_are_neither_merged_nor_resumed(saved_sets, tmp_path):
+    cross_arch.main(_argv(saved_sets, tmp_path / "val", "--split", "val", "--budget-s", "0"))
+    with pytest.raises(SystemExit, match="other settings.*split='val'"):
+        cross_arch.main(_argv(saved_sets, tmp_path / "test", "--merge", str(tmp_path / "val")))
+    with pytest.raises(SystemExit, match="other settings.*split='val'"):
+        cross_arch.main(_argv(saved_sets, tmp_path / "val"))  # resuming the validation folder on test
+    (tmp_path / "bare").mkdir()
+    (tmp_path / "bare" / cross_arch.RESULTS).write_text(json.dumps({"rows": []}))
+    with pytest.raises(SystemExit, match="cannot read the scoring settings"):
+        cross_arch.main(_argv(saved_sets, tmp_path / "test", "--merge", str(tmp_path / "bare")))
