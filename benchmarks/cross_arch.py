@@ -52,45 +52,41 @@ def find_sets(roots: list[str]) -> list[tuple[str, int, Path]]:
     return sorted(found, key=lambda t: (t[1], t[0]))
 
 
-def load_results(out: Path) -> list[dict]:
-    path = out / RESULTS
-    if not path.is_file():
-        return []
-    try:
-        rows = json.loads(path.read_text())["rows"]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise SystemExit(f"cannot resume from {path}: {err}") from None
-    return [r for r in rows if isinstance(r, dict) and isinstance(r.get("variant"), str)
-            and isinstance(r.get("seed"), int) and isinstance(r.get("arch"), str)
-            and isinstance(r.get("acc"), (int, float))]  # anything else is scored again
-
-
 # What makes two results files' rows comparable: scored on the same images by the same training recipe.
 SCORING_ARGS = ("dataset", "split", "test_limit", "epochs", "runs", "net_width")
 
 
-def check_scoring(out: Path, args: argparse.Namespace) -> None:
-    """Refuse to resume from or merge ``out``'s rows when they were scored with other settings."""
+def read_results(out: Path, args: argparse.Namespace) -> list[dict]:
+    """The rows saved under ``out`` (read once), refused when they were scored with other settings than ``args``;
+    malformed rows are dropped, so they are scored again."""
     path = out / RESULTS
     try:
-        saved = json.loads(path.read_text())["meta"]["args"]
+        doc = json.loads(path.read_text())
+        rows = doc["rows"]
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise SystemExit(f"cannot read the scoring settings of {path}: {err}") from None
-    differ = [k for k in SCORING_ARGS if saved.get(k) != getattr(args, k)]
+        raise SystemExit(f"cannot read {path}: {err}") from None
+    try:
+        saved = doc["meta"]["args"]
+        differ = [k for k in SCORING_ARGS if saved.get(k) != getattr(args, k)]
+    except (KeyError, TypeError, AttributeError) as err:
+        raise SystemExit(f"cannot read the scoring settings of {path}: {err!r}") from None
     if differ:
         raise SystemExit(f"{path} was scored with other settings ({', '.join(f'{k}={saved.get(k)!r}' for k in differ)});"
                          " use another --out")
+    return [r for r in rows if isinstance(r, dict) and isinstance(r.get("variant"), str)
+            and isinstance(r.get("seed"), int) and isinstance(r.get("arch"), str)
+            and isinstance(r.get("acc"), (int, float))]
 
 
-def merge_results(rows: list[dict], others: list[Path]) -> list[dict]:
-    """``rows`` plus the rows saved under each of ``others`` (other processes' ``--out``), each (variant, seed,
-    network) once; the same one scored differently in two places is an error, not a silent pick."""
-    merged = {(r["variant"], r["seed"], r["arch"]): r for r in rows}
-    for other in others:
-        for r in load_results(other):
+def merge_results(parts: list[list[dict]], sources: list[Path]) -> list[dict]:
+    """The rows of every part (``sources[i]`` names where part i came from), each (variant, seed, network) once;
+    the same one scored differently in two places is an error, not a silent pick."""
+    merged: dict[tuple, dict] = {}
+    for rows, source in zip(parts, sources):
+        for r in rows:
             key = (r["variant"], r["seed"], r["arch"])
             if key in merged and merged[key]["acc"] != r["acc"]:
-                raise SystemExit(f"--merge: {key[0]} seed {key[1]} on {key[2]} scored differently in {other}")
+                raise SystemExit(f"--merge: {key[0]} seed {key[1]} on {key[2]} scored differently in {source}")
             merged.setdefault(key, r)
     return list(merged.values())
 
@@ -202,15 +198,15 @@ def main(argv=None) -> None:
         args.epochs, args.test_limit = min(args.epochs, 2), min(args.test_limit or 200, 200)
     archs = [a for a in args.archs.split(",") if a]
     out, others = Path(args.out), [Path(d) for d in args.merge.split(",") if d]
-    for folder in ([out] if (out / RESULTS).is_file() else []) + others:
-        if not (folder / RESULTS).is_file():
-            raise SystemExit(f"--merge: {folder / RESULTS} does not exist")
-        check_scoring(folder, args)
-    rows = merge_results(load_results(out), others)
+    missing = [str(d / RESULTS) for d in others if not (d / RESULTS).is_file()]
+    if missing:
+        raise SystemExit(f"--merge: {', '.join(missing)} does not exist")
+    sources = ([out] if (out / RESULTS).is_file() else []) + others  # resume this --out, then join the others
+    rows = merge_results([read_results(d, args) for d in sources], sources)
     rows.sort(key=lambda r: r["seed"])  # stable: seed by seed, as a single process writes them
     meta = {"machine": machine_info(resolve_device(args.device)), "command": command_line(), "args": vars(args)}
     finished = run(args, archs, rows, meta)
-    save_results(Path(args.out), rows, meta)
+    save_results(out, rows, meta)
     if not finished:
         print(f"--budget-s {args.budget_s:g} spent: rerun with the same --out to go on", flush=True)
     print(render(rows, archs, parse_pairs(args.pairs)))
