@@ -12,25 +12,10 @@ from pathlib import Path
 
 import torch
 
-from haba_core import ImageDataset, load_dataset
+from haba_core import ImageDataset, load_dataset, validation_split
 
 #: validation images per class carved from the training set (digits: 30 of its ~130 per class)
 VAL_PER_CLASS = {"digits": 30, "mnist": 500, "cifar10": 500}
-VAL_SEED = 12345  # fixed: the same validation split for every study, seed and variant
-
-
-def validation_split(train: ImageDataset, per_class: int, seed: int = VAL_SEED) -> tuple[ImageDataset, ImageDataset]:
-    """``(train minus validation, validation)``: ``per_class`` images of each class, drawn with a fixed seed."""
-    g = torch.Generator().manual_seed(seed)
-    val_idx = []
-    for c in range(train.num_classes):
-        idx = (train.labels == c).nonzero().flatten()
-        take = min(per_class, max(idx.numel() - 1, 0))
-        val_idx.append(idx[torch.randperm(idx.numel(), generator=g)[:take]])
-    val = torch.cat(val_idx).sort().values
-    keep = torch.ones(len(train), dtype=torch.bool)
-    keep[val] = False
-    return train.subset(keep.nonzero().flatten()), train.subset(val)
 
 
 def _load_raw(name: str, root: Path) -> tuple[ImageDataset, ImageDataset]:

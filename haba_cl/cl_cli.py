@@ -124,6 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{SET_SYNTAX}")
     p.add_argument("--train-per-class", type=int, default=None, help="use at most this many training images per class")
     p.add_argument("--test-per-class", type=int, default=None, help="use at most this many test images per class")
+    p.add_argument("--val-per-class", type=int, default=None,
+                   help="carve this many training images per class as a fixed validation split (kept out of the "
+                        "stream) and report accuracy on it beside the test accuracy: choose on validation, report "
+                        "test (default: none)")
     p.add_argument("--cache-dir", default=None, help="cache for decompressed/decoded data (default: $HABA_CACHE)")
     p.add_argument("--protocol-epochs", type=int, default=300, help="epochs of the fresh network (--protocol fresh-network; default: 300)")
     p.add_argument("--save-memory", action="store_true", help="save each distilled memory (haba, haba-shared, distilled-plain, idc) under <out>/memories/")
@@ -171,7 +175,7 @@ def config_from_args(args: argparse.Namespace):
                      net_width=args.net_width, net_depth=args.net_depth, recipe=args.recipe or default_recipe_for(args.benchmark),
                      distill=distill,
                      hallucinator_share=args.hallucinator_share, train_per_class=args.train_per_class,
-                     test_per_class=args.test_per_class, cache_dir=args.cache_dir,
+                     test_per_class=args.test_per_class, val_per_class=args.val_per_class, cache_dir=args.cache_dir,
                      protocol_epochs=args.protocol_epochs, save_memory=args.save_memory, verbose=args.verbose,
                      distill_seconds=args.distill_seconds, lwf_alpha=args.lwf_alpha,
                      lwf_temperature=args.lwf_temperature, ewc_lambda=args.ewc_lambda, plots=not args.no_plots)

@@ -12,6 +12,10 @@ experience a *fresh* network is trained from scratch on the memory only (``train
 composition, DSA) and tested on the classes seen so far. Final accuracy = that network's accuracy after
 the last experience; forgetting is computed the same way from its per-experience accuracies. ``naive``
 has no memory and reports nothing under this protocol.
+
+Validation (``val_per_class``): a fixed, class-balanced split carved from the training images and kept out of
+the stream; the final network of either protocol is also scored on it (``val_accuracy``). Choose strategies,
+recipes and settings on that column and report the test column (issue 14's protocol).
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ class RunConfig:
     hallucinator_share: float = 0.2
     train_per_class: Optional[int] = None
     test_per_class: Optional[int] = None
+    val_per_class: Optional[int] = None  # carve a validation split of this many training images per class
     cache_dir: Optional[str] = None
     protocol_epochs: int = 300
     protocol_batch_size: int = 256
@@ -92,6 +97,9 @@ class RunConfig:
             raise ConfigError("--epochs and --batch-size must be >= 1")
         if not self.seeds:
             raise ConfigError("give at least one seed")
+        if self.val_per_class is not None and (isinstance(self.val_per_class, bool)
+                                               or not isinstance(self.val_per_class, int) or self.val_per_class < 1):
+            raise ConfigError(f"--val-per-class must be a positive number of images, got {self.val_per_class!r}")
         if self.n_experiences is None:
             self.n_experiences = BENCHMARKS[self.benchmark][1]
         recipe(self.recipe)  # UnknownNameError for a name that is not a recipe
@@ -160,7 +168,17 @@ def _protocol_stage(config: RunConfig, built, data: SplitData, experiences: list
         seen_mask |= mask
         per_exp.append(test_accuracy(net, data.test_x[mask].to(device), data.test_y[mask].to(device)) / 100.0)
     overall = test_accuracy(net, data.test_x[seen_mask].to(device), data.test_y[seen_mask].to(device)) / 100.0
-    return {"accuracy": overall, "per_experience": per_exp}
+    stage_result = {"accuracy": overall, "per_experience": per_exp}
+    if data.val_y is not None:
+        seen = torch.isin(data.val_y, torch.tensor([c for cs in experiences[: stage + 1] for c in cs]))
+        stage_result["val_accuracy"] = _accuracy(net, data.val_x[seen], data.val_y[seen], device)
+    return stage_result
+
+
+def _accuracy(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> float:
+    """Top-1 accuracy (a fraction) of ``net`` on ``x``/``y``, in evaluation mode and without gradients."""
+    with torch.no_grad():
+        return test_accuracy(net, x.to(device), y.to(device)) / 100.0
 
 
 def run_one(config: RunConfig, data: SplitData, name: str, seed: int, device: torch.device,
@@ -220,11 +238,14 @@ def run_one(config: RunConfig, data: SplitData, name: str, seed: int, device: to
             matrix = [s["per_experience"] + [float("nan")] * (len(experiences) - len(s["per_experience"]))
                       for s in protocol_stages]
             record.update(final_accuracy=protocol_stages[-1]["accuracy"], forgetting=_forgetting(matrix),
-                          protocol_accuracy=[s["accuracy"] for s in protocol_stages], protocol_matrix=matrix)
+                          protocol_accuracy=[s["accuracy"] for s in protocol_stages], protocol_matrix=matrix,
+                          val_accuracy=protocol_stages[-1].get("val_accuracy"))
         else:
-            record.update(final_accuracy=None, forgetting=None)
+            record.update(final_accuracy=None, forgetting=None, val_accuracy=None)
     else:
         record.update(final_accuracy=record["avalanche_final_accuracy"], forgetting=record["avalanche_forgetting"])
+        if data.val_y is not None:  # the continual model after the last experience, on every class's validation images
+            record["val_accuracy"] = _accuracy(strategy.model, data.val_x, data.val_y, device)
     if config.save_memory and config.out and built.plugin is not None and built.plugin.memory is not None:
         built.plugin.save_memory(Path(config.out) / "memories" / f"{name}-seed{seed}")
     return record
@@ -247,9 +268,11 @@ def summarize(records: list[dict[str, Any]], strategies: list[str]) -> dict[str,
     for s in strategies:
         rs = [r for r in records if r["strategy"] == s]
         acc_m, acc_s = _mean_std([None if r["final_accuracy"] is None else 100 * r["final_accuracy"] for r in rs])
+        val_m, val_s = _mean_std([None if r.get("val_accuracy") is None else 100 * r["val_accuracy"] for r in rs])
         f_m, f_s = _mean_std([None if r["forgetting"] is None else 100 * r["forgetting"] for r in rs])
         t_m, _ = _mean_std([r["seconds"] for r in rs])
-        out[s] = {"final_accuracy_mean": acc_m, "final_accuracy_std": acc_s, "forgetting_mean": f_m,
+        out[s] = {"final_accuracy_mean": acc_m, "final_accuracy_std": acc_s, "val_accuracy_mean": val_m,
+                  "val_accuracy_std": val_s, "forgetting_mean": f_m,
                   "forgetting_std": f_s, "seconds_mean": t_m, "runs": len(rs),
                   "memory_bytes": max((b for r in rs for b in r["memory_bytes"] if b is not None), default=None)}
     return out
@@ -261,7 +284,7 @@ def run(config: RunConfig, log: Callable[[str], None] = print) -> dict[str, Any]
     device = resolve_device(config.device)
     data = load_split_data(config.benchmark, data_root=config.data_root, source=config.source,
                            cache_dir=config.cache_dir, train_per_class=config.train_per_class,
-                           test_per_class=config.test_per_class)
+                           test_per_class=config.test_per_class, val_per_class=config.val_per_class)
     # validate the split, the distillation config and the memory budget before any training
     experiences = experiences_of(data, config.n_experiences, class_order_for(data, config.seeds[0]))
     counts = {c: int((data.train_y == c).sum()) for c in data.present}

@@ -45,19 +45,23 @@ def evaluate_table(results: dict[str, dict[str, Any]]) -> str:
 
 def continual_table(summary: dict[str, dict[str, Any]], title: str = "") -> str:
     """The ``haba-cl`` summary (markdown): final average accuracy and forgetting (percent, mean ± std over seeds —
-    just the value for one seed), memory bytes and time per run, under an optional ``title`` line."""
+    just the value for one seed), memory bytes and time per run, under an optional ``title`` line. Runs with a
+    validation split (``--val-per-class``) get its accuracy as a column before the test column."""
 
     def pm(m, s, runs):
         if m is None:
             return "n/a"
         return f"{m:.2f}" if runs < 2 else f"{m:.2f} ± {s:.2f}"
 
-    body = [[name, pm(v["final_accuracy_mean"], v["final_accuracy_std"], v["runs"]),
+    with_val = any(v.get("val_accuracy_mean") is not None for v in summary.values())
+    body = [[name, *([pm(v["val_accuracy_mean"], v["val_accuracy_std"], v["runs"])] if with_val else []),
+             pm(v["final_accuracy_mean"], v["final_accuracy_std"], v["runs"]),
              pm(v["forgetting_mean"], v["forgetting_std"], v["runs"]),
              "-" if v["memory_bytes"] is None else f"{v['memory_bytes']:,}", f"{v['seconds_mean']:.1f}"]
             for name, v in summary.items()]
-    table = format_table(["strategy", "final avg. accuracy (%)", "forgetting (%)", "memory bytes", "time / run (s)"],
-                         body, markdown=True)
+    head = ["strategy", *(["validation accuracy (%)"] if with_val else []), "final avg. accuracy (%)",
+            "forgetting (%)", "memory bytes", "time / run (s)"]
+    table = format_table(head, body, markdown=True)
     return f"{title}\n{table}" if title else table
 
 

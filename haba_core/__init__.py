@@ -11,7 +11,8 @@ from .budget import BYTES_PER_NUMBER, Plan, StorageReport, basis_shape_for, plan
 from .collection import FactorizedCollection, save_parts
 from .config_layers import check_table, merge_layers, parse_set
 from .coreset import herding_select, select_coreset
-from .data import KNOWN_DATASETS, ImageDataset, canonical_name as canonical_dataset_name, load_dataset
+from .data import (KNOWN_DATASETS, VAL_SEED, ImageDataset, canonical_name as canonical_dataset_name, load_dataset,
+                   validation_split)
 from .distillation import RECIPES, DistillConfig, distill, network_factory, recipe, recipe_config
 from .distillation.recipes import default_recipe_for
 from .errors import (BudgetError, ConfigError, DatasetNotFoundError, DistillationInterrupted, FormatError,
@@ -30,6 +31,7 @@ from .zca import ZCA
 __all__ = [
     "Adversary", "pairwise_cosine_loss", "supervised_contrastive_loss", "DSA", "DSAConfig", "Plan",
     "StorageReport", "plan_budget", "FactorizedCollection", "select_coreset", "herding_select", "KNOWN_DATASETS", "ImageDataset", "load_dataset",
+    "VAL_SEED", "validation_split",
     "DistillConfig", "distill", "network_factory", "RECIPES", "recipe", "recipe_config", "BudgetError", "ConfigError", "DatasetNotFoundError",
     "DistillationInterrupted",
     "FormatError", "HabaError", "NonFiniteLossError", "UnknownNameError", "EvalConfig", "EvalResult", "evaluate",

@@ -3,7 +3,9 @@
 Every benchmark loads the whole dataset with :func:`haba_core.load_dataset` (so a local root in
 torchvision's layout, IDX files or ``imagefolder:<dir|tar.gz>`` all work), normalises it with the train
 split's mean/std — the tensors the model sees — and splits the classes into experiences with Avalanche's
-``nc_benchmark`` under a seed-dependent class order (the same order for every strategy of a seed).
+``nc_benchmark`` under a seed-dependent class order (the same order for every strategy of a seed). With ``val_per_class`` a fixed, class-balanced validation
+split (``haba_core.validation_split``) is carved from the training images first and kept out of the stream: the
+runs are scored on it for every choice, on the test split for final tables.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import torch
 
-from haba_core import ConfigError, ImageDataset, UnknownNameError, load_dataset
+from haba_core import ConfigError, ImageDataset, UnknownNameError, load_dataset, validation_split
 
 # benchmark name -> (haba_core dataset name, default number of experiences)
 BENCHMARKS: dict[str, tuple[str, int]] = {
@@ -47,6 +49,8 @@ class SplitData:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     present: list[int] = field(default_factory=list)
+    val_x: torch.Tensor | None = None  # the validation split carved from the training images (None: none)
+    val_y: torch.Tensor | None = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -59,7 +63,8 @@ class SplitData:
 
     def describe(self) -> dict[str, Any]:
         return {"benchmark": self.benchmark, "dataset": self.dataset, "train": int(self.train_y.numel()),
-                "test": int(self.test_y.numel()), "classes": len(self.present), "image_shape": list(self.image_shape),
+                "test": int(self.test_y.numel()),
+                "val": 0 if self.val_y is None else int(self.val_y.numel()), "classes": len(self.present), "image_shape": list(self.image_shape),
                 "mean": list(self.mean), "std": list(self.std)}
 
 
@@ -79,10 +84,12 @@ def _per_class_subset(data: ImageDataset, n: int | None, seed: int = 0) -> Image
 
 def load_split_data(benchmark: str, *, data_root: str | os.PathLike | None = None, source: str | None = None,
                     cache_dir: str | os.PathLike | None = None, train_per_class: int | None = None,
-                    test_per_class: int | None = None) -> SplitData:
+                    test_per_class: int | None = None, val_per_class: int | None = None) -> SplitData:
     """Load a benchmark's train and test split (``source`` overrides the dataset, e.g. ``imagefolder:x.tar.gz``).
 
-    ``data_root`` may itself be written ``imagefolder:<dir|tar.gz>``.
+    ``data_root`` may itself be written ``imagefolder:<dir|tar.gz>``. ``val_per_class`` carves that many
+    images per class from the training split as a validation split (before ``train_per_class`` subsamples
+    the rest), so the validation images never enter the stream.
     """
     key = check_benchmark(benchmark)
     dataset, _ = BENCHMARKS[key]
@@ -94,6 +101,9 @@ def load_split_data(benchmark: str, *, data_root: str | os.PathLike | None = Non
     test = load_dataset(name, root=root, split="test", cache_dir=cache_dir)
     if train.image_shape != test.image_shape:
         raise ConfigError(f"{name}: train images {train.image_shape} and test images {test.image_shape} differ")
+    val = None
+    if val_per_class:
+        train, val = validation_split(train, int(val_per_class))
     train = _per_class_subset(train, train_per_class)
     test = _per_class_subset(test, test_per_class)
     present = sorted(int(c) for c in torch.unique(train.labels).tolist())
@@ -103,7 +113,8 @@ def load_split_data(benchmark: str, *, data_root: str | os.PathLike | None = Non
     if len(present) < 2:
         raise ConfigError(f"{name}: a class-incremental benchmark needs at least 2 classes, found {len(present)}")
     return SplitData(key, name, train.normalized(), train.labels.clone(), test.normalized(), test.labels.clone(),
-                     list(train.classes), train.mean, train.std, present)
+                     list(train.classes), train.mean, train.std, present,
+                     None if val is None else val.normalized(), None if val is None else val.labels.clone())
 
 
 def class_order_for(data: SplitData, seed: int) -> list[int]:

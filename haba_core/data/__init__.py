@@ -4,5 +4,7 @@ from .dataset import ImageDataset
 from .paths import default_cache_dir, default_data_root
 from .normalization import NORMALIZATION
 from .registry import KNOWN_DATASETS, canonical_name, load_dataset
+from .validation import VAL_SEED, validation_split
 
-__all__ = ["ImageDataset", "KNOWN_DATASETS", "NORMALIZATION", "canonical_name", "default_cache_dir", "default_data_root", "load_dataset"]
+__all__ = ["ImageDataset", "KNOWN_DATASETS", "NORMALIZATION", "canonical_name", "default_cache_dir", "default_data_root", "load_dataset", "VAL_SEED",
+           "validation_split"]
