@@ -92,10 +92,13 @@ def rows_for(dataset: str, partition: str, ipc: int, runs: list[dict], settings:
 
     def row(method: str, mode: str, k: int) -> dict:
         accs = [100 * r[mode]["rounds"][k - 1]["accuracy"] for r in runs if r[mode]["rounds"][k - 1]["accuracy"] is not None]
+        vals = [100 * r[mode]["rounds"][k - 1]["val_accuracy"] for r in runs
+                if r[mode]["rounds"][k - 1].get("val_accuracy") is not None]
         ups = [sum(x["bytes_up"] for x in r[mode]["rounds"][:k]) for r in runs]
         downs = [sum(x["bytes_down"] for x in r[mode]["rounds"][:k]) for r in runs]
         return {"dataset": dataset, "partition": label, "ipc": ipc, "method": method, "rounds": k,
                 **summarize(accs, digits=2, loads=[load_average()[0]]),
+                "val_value": summarize(vals, digits=2)["value"] if vals else None,
                 "bytes_up": sum(ups) / len(ups), "bytes_down": sum(downs) / len(downs),
                 "total_bytes": (sum(ups) + sum(downs)) / len(ups)}
 
@@ -144,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="also run HaBa with one hallucinator bank for all clients (shared-hallucinators: a bank "
                              "round, then a one-shot bases round)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one run-config value (e.g. iterations=200, train-limit=10000); repeatable")
+                        help="override one run-config value (e.g. iterations=200, train-limit=10000, val-per-class=500: "
+                             "a validation column for choices beside the test column); repeatable")
     args = parser.parse_args(argv)
     args.parameterizations = list(dict.fromkeys(p.strip() for p in args.parameterizations.split(",")))
     device = resolve_device(args.device)
@@ -177,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         for k in ("bytes_up", "bytes_down", "total_bytes", "stored_bytes"):
             r[k + "_h"] = fmt_bytes(r[k])
     cols = [("dataset", "dataset"), ("partition", "partition"), ("ipc", "IPC/client"), ("method", "method"),
-            ("rounds", "rounds"), ("value", "accuracy %"), ("total_bytes_h", "total bytes"),
+            ("rounds", "rounds"), *([("val_value", "validation accuracy %")] if any(r["val_value"] for r in rows) else []),
+            ("value", "accuracy %"), ("total_bytes_h", "total bytes"),
             ("bytes_up_h", "up"), ("bytes_down_h", "down"), ("stored_bytes_h", "payload/client"), ("n", "n"),
             ("load", "load")]
     md = (f"## Federated: HaBa one-shot / few-round vs FedAvg (accuracy vs bytes)\n\n"

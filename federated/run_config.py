@@ -27,6 +27,9 @@ DEFAULT_RUN_CONFIG: dict[str, Any] = {
     "data-root": "",
     "train-limit": 0,
     "test-limit": 0,
+    # a fixed validation split of this many training examples per class (haba_core.validation_split), kept
+    # out of every client's partition and scored beside the test split each round (0 = none)
+    "val-per-class": 0,
     "partitioning": "dirichlet",
     "alpha": 0.5,
     "partition-seed": 0,
@@ -91,7 +94,7 @@ DEPRECATED_KEYS: dict[str, str] = {"local-lr": "learning-rate", "local-batch-siz
 _WARNED: set[str] = set()
 
 # Keys the server forwards to the clients in every instruction (the rest stays on the server).
-CLIENT_KEYS = ("mode", "dataset", "data-root", "train-limit", "test-limit", "partitioning", "alpha", "partition-seed", "seed", "device",
+CLIENT_KEYS = ("mode", "dataset", "data-root", "train-limit", "test-limit", "val-per-class", "partitioning", "alpha", "partition-seed", "seed", "device",
                "num-threads", "network", "net-width", "net-depth", "net-norm", "recipe", "objective", "parameterization",
                "ipc", "hallucinators", "iterations", "bases-learning-rate", "batch-real", "hallucinator-depth",
                "hallucinator-channels", "hallucinator-activation", "hallucinator-padding", "hallucinator-init", "distill-overrides",
@@ -174,6 +177,8 @@ def check_run_config(cfg: Mapping[str, Any]) -> None:
         raise ConfigError("max-payload-bytes must be >= 1")
     if cfg["train-limit"] < 0 or cfg["test-limit"] < 0:
         raise ConfigError("train-limit and test-limit must be >= 0 (0 = the whole split)")
+    if cfg["val-per-class"] < 0:
+        raise ConfigError("val-per-class must be >= 0 (0 = no validation split)")
     if not 0.0 <= cfg["fraction-evaluate"] <= 1.0:
         raise ConfigError("fraction-evaluate must be in [0, 1]")
     if cfg["defence"] not in DEFENCES:

@@ -283,8 +283,10 @@ class HabaStrategy(Strategy):
         return aggregate_client_metrics(ok, "num-examples")
 
 
-def make_central_evaluate(cfg: Mapping[str, Any], test: ImageDataset) -> Callable[[int, ArrayRecord], MetricRecord | None]:
-    """``evaluate_fn`` for ``Strategy.start``: accuracy/loss of the global arrays on the central test set."""
+def make_central_evaluate(cfg: Mapping[str, Any], test: ImageDataset,
+                          val: ImageDataset | None = None) -> Callable[[int, ArrayRecord], MetricRecord | None]:
+    """``evaluate_fn`` for ``Strategy.start``: accuracy/loss of the global arrays on the central test set (and
+    ``val_accuracy`` on the validation split carved from training, when the run has one)."""
     pre = preprocessor_for(test)
     device = resolve_device(cfg["device"])
 
@@ -297,8 +299,12 @@ def make_central_evaluate(cfg: Mapping[str, Any], test: ImageDataset) -> Callabl
         logger.info("round %d: central test accuracy %.2f%%", server_round, acc)  # percent only when printed
         if not math.isfinite(loss):
             logger.error("round %d: central test loss is %s", server_round, loss)
-        return MetricRecord({"accuracy": float(acc) / 100.0, "loss": float(loss) if math.isfinite(loss) else -1.0,
-                             "finite": int(math.isfinite(loss))})
+        metrics = {"accuracy": float(acc) / 100.0, "loss": float(loss) if math.isfinite(loss) else -1.0,
+                   "finite": int(math.isfinite(loss))}
+        if val is not None:
+            val_acc, _ = evaluate_model(model, val, pre, device)
+            metrics["val_accuracy"] = float(val_acc) / 100.0
+        return MetricRecord(metrics)
 
     return central_evaluate
 
@@ -319,6 +325,7 @@ def build_results(cfg: Mapping[str, Any], result: Any, strategy: Any, ledger: Co
         rounds.append({
             "round": r,
             "accuracy": float(central["accuracy"]) if central else None,
+            "val_accuracy": float(central["val_accuracy"]) if central and "val_accuracy" in central else None,
             "loss": float(central["loss"]) if central and central.get("finite", 1) else None,
             "failed": failed,
             "eval_rejected": info.get("eval_rejected", []),
@@ -343,6 +350,7 @@ def build_results(cfg: Mapping[str, Any], result: Any, strategy: Any, ledger: Co
         "dataset": cfg["dataset"], "num_rounds": int(cfg["num-server-rounds"]),
         "initial_accuracy": float(initial["accuracy"]) if initial else None,
         "final_accuracy": accs[-1] if accs else None,
+        "final_val_accuracy": next((r["val_accuracy"] for r in reversed(rounds) if r["accuracy"] is not None), None),
         "rounds": rounds, "totals": ledger.totals(), "wall_seconds": wall_seconds,
         "config": dict(cfg),
     }
@@ -394,8 +402,9 @@ def run_server(grid: Grid, context: Context, overrides: Mapping[str, Any] | None
     cfg = resolve_run_config(run_cfg, overrides)
     set_threads({"num-threads": max(1, int(cfg["num-threads"]))})
     test = load_run_split(cfg, "test")
+    val = load_run_split(cfg, "val") if int(cfg["val-per-class"]) > 0 else None
     ledger = CommLedger()
-    central = make_central_evaluate(cfg, test)
+    central = make_central_evaluate(cfg, test, val)
     t0 = time.perf_counter()
     if cfg["mode"] == "fedavg":
         result, strategy = run_fedavg(grid, cfg, test, central, ledger)
@@ -403,7 +412,7 @@ def run_server(grid: Grid, context: Context, overrides: Mapping[str, Any] | None
         check = None
         if int(cfg["defence-check-per-class"]) > 0:  # held out whatever the defence, so accuracies compare
             check, rest = split_check(test, int(cfg["defence-check-per-class"]), int(cfg["seed"]))
-            central = make_central_evaluate(cfg, rest)  # the check examples are not scored twice
+            central = make_central_evaluate(cfg, rest, val)  # the check examples are not scored twice
         strategy = HabaStrategy(cfg, test, ledger, check)
         result = strategy.start(grid=grid, initial_arrays=ArrayRecord(), num_rounds=int(cfg["num-server-rounds"]),
                                 timeout=float(cfg["round-timeout-s"]), evaluate_fn=central)

@@ -122,6 +122,8 @@ def validate(args: argparse.Namespace) -> list[dict[str, Any]]:
             raise UsageError(f"--ipc must be in 1..{max(train.samples_per_class())} (the largest class of the "
                              f"training set), got {args.ipc}")
         load_run_split(configs[0], "test")
+        if int(configs[0]["val-per-class"]) > 0:
+            load_run_split(configs[0], "val")
         partition_indices(train.labels, args.clients, args.partition, args.alpha, 0, train.num_classes)
         from federated.distill_settings import distill_config
         from federated.expectation import check_shared_bank, expected_payload
@@ -148,6 +150,7 @@ def table_rows(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
             picks = [("HaBa one-shot", r[0])] + ([(f"HaBa {len(r)}-round", r[-1])] if len(r) > 1 else [])
         for name, rr in picks:
             rows.append({"method": name, "rounds": rr["round"], "accuracy": rr["accuracy"],
+                         "val_accuracy": rr.get("val_accuracy"),
                          "bytes_up": sum(x["bytes_up"] for x in r[:rr["round"]]),
                          "bytes_down": sum(x["bytes_down"] for x in r[:rr["round"]]),
                          "total_bytes": rr["cumulative_bytes"]})
@@ -156,6 +159,7 @@ def table_rows(runs: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         for rr in fed["rounds"]:
             k = rr["round"]
             rows.append({"method": "FedAvg", "rounds": k, "accuracy": rr["accuracy"],
+                         "val_accuracy": rr.get("val_accuracy"),
                          "bytes_up": sum(x["bytes_up"] for x in fed["rounds"][:k]),
                          "bytes_down": sum(x["bytes_down"] for x in fed["rounds"][:k]),
                          "total_bytes": rr["cumulative_bytes"]})

@@ -66,11 +66,18 @@ def continual_table(summary: dict[str, dict[str, Any]], title: str = "") -> str:
 
 
 def federated_table(rows: Sequence[dict[str, Any]]) -> str:
-    """The ``haba-fl`` summary: accuracy (percent; results hold fractions) and bytes per method and round."""
-    body = [[r["method"], r["rounds"], "-" if r["accuracy"] is None else f"{100 * r['accuracy']:.2f}",
+    """The ``haba-fl`` summary: accuracy (percent; results hold fractions) and bytes per method and round; runs
+    with a validation split (``val-per-class``) get its accuracy as a column before the test accuracy."""
+    with_val = any(r.get("val_accuracy") is not None for r in rows)
+
+    def pct(value) -> str:
+        return "-" if value is None else f"{100 * value:.2f}"
+
+    body = [[r["method"], r["rounds"], *([pct(r.get("val_accuracy"))] if with_val else []), pct(r["accuracy"]),
              f"{r['bytes_up']:,}", f"{r['bytes_down']:,}", f"{r['total_bytes']:,}"] for r in rows]
-    return format_table(["method", "rounds", "accuracy %", "bytes up", "bytes down", "total bytes"], body,
-                        right=range(1, 6))
+    head = ["method", "rounds", *(["validation accuracy %"] if with_val else []), "accuracy %", "bytes up",
+            "bytes down", "total bytes"]
+    return format_table(head, body, right=range(1, len(head)))
 
 
 def emit(text: str, stream: TextIO) -> None:

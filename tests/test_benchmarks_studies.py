@@ -115,9 +115,10 @@ def test_modest_recipe_matches_its_benchmark_variant():
 @pytest.mark.timeout(480)
 def test_federated_quick(tmp_path):
     _run(["-m", "benchmarks.federated", "--quick", "--datasets", "digits", "--partitions", "iid",
-          "--parameterizations", ",idc", "--shared", "--out", str(tmp_path)], tmp_path)
+          "--parameterizations", ",idc", "--shared", "--set", "val-per-class=10", "--out", str(tmp_path)], tmp_path)
     data = json.loads((tmp_path / "federated.json").read_text())
     methods = {r["method"] for r in data["rows"]}
+    assert all(r["val_value"] for r in data["rows"])  # a validation column beside the test column
     assert {"HaBa one-shot", "IDC one-shot", "FedAvg", "HaBa, one shared bank (bank round + 1)"} <= methods, methods
     shared = next(r for r in data["rows"] if r["method"].startswith("HaBa, one shared bank"))
     assert shared["rounds"] == 2 and shared["n"] == 1 and shared["stored_bytes"] > 0

@@ -70,6 +70,8 @@ def test_runs_both_methods_and_writes_results(tmp_path, capsys):
     ["--recipe", "turbo"],
     ["--set", "shared-hallucinators=true", "--rounds", "1"],
     ["--set", "shared-hallucinators=true", "--rounds", "2", "--set", "parameterization=idc", "--mode", "haba"],
+    ["--set", "val-per-class=-1"],
+    ["--set", "val-per-class=many"],
 ])
 def test_bad_input_is_one_line_exit_2(argv, tmp_path, capsys):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
