@@ -9,6 +9,7 @@ import argparse
 import json
 import re
 import shlex
+import statistics
 import sys
 import time
 from dataclasses import asdict
@@ -19,7 +20,7 @@ import torch
 
 from haba_core import (KNOWN_NETWORKS, RECIPES, ConfigError, DistillConfig, DistillationInterrupted, EvalConfig,
                        FactorizedDataset, ImageDataset, NonFiniteLossError, Preprocessor, UnknownNameError,
-                       __version__, distill, evaluate, load_dataset, plan_budget)
+                       __version__, distill, evaluate, load_dataset, plan_budget, validation_split)
 from haba_core.atomic import write_json
 from haba_core.config_layers import SET_SYNTAX
 from haba_core.distillation.precision import PRECISIONS
@@ -138,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--eval-dsa", action=argparse.BooleanOptionalAction,
                    help=f"DSA augmentation while training evaluation networks {_default(str(_R.eval_dsa).lower())}")
     g.add_argument("--eval-lr", type=float, help="evaluation learning rate (default: the learned MTT lr, else 0.01)")
+    g.add_argument("--val-per-class", type=int,
+                   help="distil on the training set minus a fixed, seeded validation split of this many images per "
+                        "class and score the same evaluation networks on it beside the test split: choose recipes "
+                        f"and settings on the validation column, report the test column {_default(_R.val_per_class)}")
     g = p.add_argument_group("output")
     g.add_argument("--json", action="store_true", help="print metrics.json to stdout and nothing else (default: off)")
     g.add_argument("--quiet", "-q", action="store_true", help="no progress bars or messages (default: off)")
@@ -157,7 +162,7 @@ FLAG_KEYS = {
     "network": "network", "net_width": "net_width", "net_depth": "net_depth", "buffer": "mtt.buffer",
     "checkpoint_every": "checkpoint_every", "seed": "seed", "device": "device", "precision": "precision", "compare": "compare",
     "eval_arch": "eval_arch", "eval_epochs": "eval_epochs", "eval_runs": "eval_runs", "eval_dsa": "eval_dsa",
-    "eval_lr": "eval_lr", "threads": "threads",
+    "eval_lr": "eval_lr", "threads": "threads", "val_per_class": "val_per_class",
 }
 
 
@@ -276,6 +281,7 @@ def _metrics(label: str, result: FactorizedDataset, ev, cfg: DistillConfig, eval
         "accuracy_mean": ev.mean if ev is not None else None,
         "accuracy_std": ev.std if ev is not None else None,
         "accuracies": list(ev.accuracies) if ev is not None else [],
+        **_val_metrics(ev),
         "runs": len(ev.accuracies) if ev is not None else 0,
         "eval_arch": eval_cfg.arch,
         "eval_epochs": eval_cfg.epochs,
@@ -296,6 +302,15 @@ def _metrics(label: str, result: FactorizedDataset, ev, cfg: DistillConfig, eval
     }
 
 
+def _val_metrics(ev) -> dict[str, Any]:
+    """``val_accuracy_mean`` / ``_std`` / ``val_accuracies`` when the run scored a validation split."""
+    val = (ev.extra.get("also") or {}).get("val") if ev is not None else None
+    if not val:
+        return {}
+    return {"val_accuracy_mean": statistics.fmean(val), "val_accuracy_std": statistics.pstdev(val),
+            "val_accuracies": list(val)}
+
+
 def _distill_one(train: ImageDataset, cfg: DistillConfig, pre: Preprocessor, flag: StopFlag, resume: bool,
                  label: str, con: Console, quiet: bool) -> tuple[FactorizedDataset, float]:
     ckpt = Path(cfg.checkpoint_dir)
@@ -313,15 +328,19 @@ def _distill_one(train: ImageDataset, cfg: DistillConfig, pre: Preprocessor, fla
 
 
 def _evaluate(result: FactorizedDataset, test: ImageDataset, eval_cfg: EvalConfig, label: str,
-              con: Console) -> tuple[Any, float]:
+              con: Console, val: ImageDataset | None = None) -> tuple[Any, float]:
     if eval_cfg.runs == 0:  # --eval-runs 0: no evaluation at all (no test pass either)
         con.info(f"  {label}: not evaluated (--eval-runs 0)")
         return None, 0.0
     con.info(f"evaluating {label}: {eval_cfg.runs} run(s) × {eval_cfg.epochs} epochs of {eval_cfg.arch}...")
     t0 = time.perf_counter()
     with EvalProgress(eval_cfg.runs, eval_cfg.epochs, f"evaluating {eval_cfg.arch}", quiet=con.quiet) as bar:
-        ev = evaluate(result, test, eval_cfg, on_epoch=bar)
-    con.info(f"  {label}: {ev.mean:.2f} ± {ev.std:.2f} %")
+        ev = evaluate(result, test, eval_cfg, on_epoch=bar, also=None if val is None else {"val": val})
+    if val is not None:
+        v = ev.extra["also"]["val"]
+        con.info(f"  {label}: validation {statistics.fmean(v):.2f} %, test {ev.mean:.2f} ± {ev.std:.2f} %")
+    else:
+        con.info(f"  {label}: {ev.mean:.2f} ± {ev.std:.2f} %")
     return ev, time.perf_counter() - t0
 
 
@@ -345,6 +364,9 @@ def run(args: argparse.Namespace, argv: list[str], flag: StopFlag, holder: dict[
 
     train = load_dataset(settings.dataset, root=settings.data_root, split="train")
     test = load_dataset(settings.dataset, root=settings.data_root, split="test")
+    val = None
+    if settings.val_per_class:
+        train, val = validation_split(train, settings.val_per_class)
     _check_buffer(cfg, train)
     plan = plan_budget(image_shape=train.image_shape, num_classes=train.num_classes,
                        parameterization=cfg.parameterization, ipc=cfg.ipc if cfg.bpc is None else None,
@@ -369,7 +391,8 @@ def run(args: argparse.Namespace, argv: list[str], flag: StopFlag, holder: dict[
     label = _label(cfg)
     what = (f"{plan.bpc} bases per class + {plan.num_hallucinators} hallucinators" if plan.num_hallucinators
             else f"{plan.bpc} images per class").replace("1 bases", "1 basis").replace("1 images", "1 image")
-    con.info(f"{PROG}: {train.name} ({len(train)} train / {len(test)} test images, {train.num_classes} classes), "
+    con.info(f"{PROG}: {train.name} ({len(train)} train / {'' if val is None else f'{len(val)} validation / '}"
+             f"{len(test)} test images, {train.num_classes} classes), "
              f"{label}: {what} = {plan.storage.bytes:,} bytes "
              f"(IPC-equivalent {plan.storage.ipc_equivalent:.3g}); output {out}")
     for note in plan.notes:
@@ -379,7 +402,7 @@ def run(args: argparse.Namespace, argv: list[str], flag: StopFlag, holder: dict[
     pre = Preprocessor.fit(train.images, train.mean, train.std, cfg.zca, cfg.zca_regularization)
     try:
         result, d_s = _distill_one(train, cfg, pre, flag, args.resume, label, con, args.quiet)
-        ev, e_s = _evaluate(result, test, eval_cfg, label, con)
+        ev, e_s = _evaluate(result, test, eval_cfg, label, con, val)
         metrics = _metrics(label, result, ev, cfg, eval_cfg, run_info, out, d_s, e_s)
 
         base = base_metrics = None
@@ -389,7 +412,7 @@ def run(args: argparse.Namespace, argv: list[str], flag: StopFlag, holder: dict[
             base_label = _label(base_cfg)
             (run_dir.work / base_dir_name).mkdir(exist_ok=True)
             base, bd_s = _distill_one(train, base_cfg, pre, flag, args.resume, base_label, con, args.quiet)
-            base_ev, be_s = _evaluate(base, test, eval_cfg, base_label, con)
+            base_ev, be_s = _evaluate(base, test, eval_cfg, base_label, con, val)
             base_metrics = _metrics(base_label, base, base_ev, base_cfg, eval_cfg, run_info, out / base_dir_name,
                                     bd_s, be_s)
     except NonFiniteLossError as exc:

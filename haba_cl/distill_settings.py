@@ -55,6 +55,7 @@ class RunSettings:
     eval_dsa: bool = True
     eval_lr: float | None = None
     eval_batch_size: int = 256
+    val_per_class: int = 0  # > 0: distil on train minus a fixed validation split, score both (haba_core.validation_split)
     threads: int | None = None
     description: str | None = None
 
@@ -183,6 +184,8 @@ def resolve(config: str | None, assignments: list[str] | None, flags: dict[str, 
         raise ConfigError("eval_runs and eval_epochs must be >= 0 (eval_runs 0: no evaluation)")
     if settings.threads is not None and settings.threads < 1:
         raise ConfigError("threads must be >= 1")
+    if settings.val_per_class < 0:
+        raise ConfigError("val_per_class must be >= 0 (0: no validation split)")
     check_ranges(distill_cfg, settings)
     return ResolvedRun(distill_cfg, settings, config_file, merged, recipe)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from dataclasses import asdict
@@ -14,7 +15,7 @@ from typing import Any
 import torch
 
 from haba_core import (KNOWN_NETWORKS, ConfigError, EvalConfig, FactorizedDataset, UnknownNameError, __version__,
-                       evaluate, load_dataset)
+                       evaluate, load_dataset, validation_split)
 from haba_core.atomic import write_json
 
 from . import report
@@ -31,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog=PROG, allow_abbrev=False,
         description="Evaluate a distilled result (a haba-distill output directory): train --runs fresh networks "
-                    "of each --arch on it and test them on the test split of the dataset it was distilled from. "
+                    "of each --arch on it and test them on the test split of the dataset it was distilled from "
+                    "(and on its validation split, when haba-distill --val-per-class carved one). "
                     f"Prints a table and writes OUT_DIR/{EVAL_FILE}.",
         epilog="Exit status: 0 ok, 2 error (unreadable result, missing data, unknown architecture), 130 interrupted.")
     p.add_argument("out_dir", metavar="OUT_DIR", help="directory with factorized.safetensors + meta.json")
@@ -123,6 +125,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if tuple(test.image_shape) != tuple(data.image_shape) or test.num_classes != data.num_classes:
         raise ConfigError(f"dataset {dataset!r} has {test.num_classes} classes of shape {test.image_shape}, the "
                           f"result has {data.num_classes} of {tuple(data.image_shape)}; pick the matching --dataset")
+    val = None
+    per_class = int(_recorded(out_dir, "run").get("val_per_class") or 0)
+    if per_class > 0 and dataset == data.meta.get("dataset"):  # the split the result was distilled without
+        val = validation_split(load_dataset(dataset, root=root, split="train"), per_class)[1]
     recorded = _recorded(out_dir)
     distilled = data.meta.get("config", {}) or {}
     base = EvalConfig(
@@ -143,14 +149,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not args.quiet:
             print(f"{PROG}: {arch}: {cfg.runs} run(s) × {cfg.epochs} epochs...", file=sys.stderr, flush=True)
         with EvalProgress(cfg.runs, cfg.epochs, arch, quiet=args.quiet) as bar:
-            results[arch] = evaluate(data, test, cfg, on_epoch=bar).as_dict()
+            results[arch] = evaluate(data, test, cfg, on_epoch=bar, also=None if val is None else {"val": val}).as_dict()
+        r = results[arch]
+        if val is not None:
+            scores = r["extra"]["also"]["val"]
+            r.update(val_mean=statistics.fmean(scores), val_std=statistics.pstdev(scores))
         if not args.quiet:
-            r = results[arch]
             print(f"  {arch}: {r['mean']:.2f} ± {r['std']:.2f} %", file=sys.stderr, flush=True)
     summary = {
         "result_dir": str(out_dir),
         "dataset": test.name,
         "data_root": root,
+        "val_per_class": per_class if val is not None else 0,
         "results": results,
         "architectures": [{"arch": a, "mean": r["mean"], "std": r["std"], "runs": r["runs"]} for a, r in results.items()],
         "config": asdict(base),

@@ -29,18 +29,32 @@ def accuracy(mean: float | None, std: float | None, runs: int | None = None) -> 
 
 
 def distill_table(rows: Sequence[dict[str, Any]]) -> str:
-    """The ``haba-distill`` summary: one row per result (metrics dicts as written to metrics.json)."""
-    body = [[r["method"], r.get("setup", ""), accuracy(r["accuracy_mean"], r["accuracy_std"], r["runs"]), f"{r['runs']}",
-             f"{r['stored_bytes']:,}", f"{r['ipc_equivalent']:.2f}", r["output_dir"]] for r in rows]
-    return format_table(["method", "synthetic set", "accuracy (%)", "runs", "stored bytes", "IPC-equiv.", "output"],
-                        body)
+    """The ``haba-distill`` summary: one row per result (metrics dicts as written to metrics.json); runs with a
+    validation split (``--val-per-class``) get its accuracy as a column before the test accuracy."""
+    with_val = any(r.get("val_accuracy_mean") is not None for r in rows)
+
+    def val(r) -> list[str]:
+        if not with_val:
+            return []
+        return [accuracy(r["val_accuracy_mean"], r["val_accuracy_std"], r["runs"])
+                if r.get("val_accuracy_mean") is not None else "-"]
+
+    body = [[r["method"], r.get("setup", ""), *val(r), accuracy(r["accuracy_mean"], r["accuracy_std"], r["runs"]),
+             f"{r['runs']}", f"{r['stored_bytes']:,}", f"{r['ipc_equivalent']:.2f}", r["output_dir"]] for r in rows]
+    head = ["method", "synthetic set", *(["validation accuracy (%)"] if with_val else []), "accuracy (%)", "runs",
+            "stored bytes", "IPC-equiv.", "output"]
+    return format_table(head, body)
 
 
 def evaluate_table(results: dict[str, dict[str, Any]]) -> str:
-    """The ``haba-evaluate`` summary: one row per architecture."""
-    body = [[arch, accuracy(r["mean"], r["std"]), r["runs"], r["epochs"], f"{r['train_seconds']:.1f}"]
+    """The ``haba-evaluate`` summary: one row per architecture (a validation column when the result has one)."""
+    with_val = any("val_mean" in r for r in results.values())
+    body = [[arch, *([accuracy(r.get("val_mean"), r.get("val_std"), r["runs"])] if with_val else []),
+             accuracy(r["mean"], r["std"]), r["runs"], r["epochs"], f"{r['train_seconds']:.1f}"]
             for arch, r in results.items()]
-    return format_table(["architecture", "accuracy (%)", "runs", "epochs", "train s"], body)
+    head = ["architecture", *(["validation accuracy (%)"] if with_val else []), "accuracy (%)", "runs", "epochs",
+            "train s"]
+    return format_table(head, body)
 
 
 def continual_table(summary: dict[str, dict[str, Any]], title: str = "") -> str:

@@ -293,3 +293,24 @@ def test_one_run_prints_no_zero_spread():
 
     assert accuracy(91.5, 0.0, 1) == "91.50" and accuracy(91.5, 0.4, 3) == "91.50 ± 0.40"
     assert accuracy(None, None, 0) == "-"
+
+
+def test_validation_split_is_scored_beside_test_for_result_and_baseline(tmp_path):
+    out = tmp_path / "o"
+    ran = run_main(main, [*TINY, "--quiet", "--val-per-class", "20", "--out", str(out), "--json"])
+    assert ran.code == 0, ran.err
+    metrics = json.loads((out / "metrics.json").read_text())
+    baseline = json.loads((out / "baseline-plain" / "metrics.json").read_text())
+    for m in (metrics, baseline):  # the same evaluation networks scored on both splits
+        assert len(m["val_accuracies"]) == len(m["accuracies"]) == m["runs"]
+        assert 0.0 <= m["val_accuracy_mean"] <= 100.0
+    assert metrics["config"]["run"]["val_per_class"] == 20
+    again = run_main(main, [*TINY, "--quiet", "--no-compare", "--val-per-class", "20", "--out", str(tmp_path / "p")])
+    assert again.code == 0 and "validation accuracy (%)" in again.out
+    same = json.loads((tmp_path / "p" / "metrics.json").read_text())
+    assert same["val_accuracies"] == metrics["val_accuracies"]  # same seed, same split → same scores
+    plain = run_main(main, [*TINY, "--quiet", "--no-compare", "--out", str(tmp_path / "q")])
+    assert "validation" not in plain.out.split(str(tmp_path))[0]
+    assert "val_accuracy_mean" not in json.loads((tmp_path / "q" / "metrics.json").read_text())
+    assert_clean_error(run_main(main, [*QUIET, "--val-per-class", "-1", "--out", str(tmp_path / "r")]),
+                       "val_per_class", ">= 0")

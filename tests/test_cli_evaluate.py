@@ -34,6 +34,19 @@ def test_two_architectures_table_and_eval_json(result_dir):
     # the ConvNet is evaluated at the width it was distilled with (8 in the tiny settings)
     assert summary["config"]["net_width"] == 8
     assert summary["config"]["dsa"] is True  # as recorded in metrics.json
+    assert summary["val_per_class"] == 0 and "validation" not in ran.out  # distilled on the whole training set
+
+
+def test_a_result_distilled_without_a_validation_split_is_scored_on_it_too(tmp_path):
+    out = tmp_path / "val"
+    assert run_main(distill_cli.main, [*QUIET, "--no-compare", "--val-per-class", "15", "--out", str(out)]).code == 0
+    ran = run_main(main, [str(out), *FAST, "--arch", "ConvNet,alexnet", "--quiet"])
+    assert ran.code == 0, ran.err
+    assert "validation accuracy (%)" in ran.out
+    summary = json.loads((out / "eval.json").read_text())
+    assert summary["val_per_class"] == 15
+    for r in summary["results"].values():
+        assert 0 <= r["val_mean"] <= 100 and len(r["extra"]["also"]["val"]) == r["runs"] == 1
 
 
 def test_json_output_only_json(result_dir):
