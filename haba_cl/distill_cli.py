@@ -81,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="starting point below --config/--set/flags: 'paper' (exactly the paper: random hallucinator "
                         "init, lr_hallucinators = lr_bases, adversary after each update), 'paper-pca' (the paper plus "
                         "the pca init and lr_bases/100 for hallucinators under DM) or 'modest' "
-                        "(measured best at CPU-minutes budgets: down-sampled bases, no adversary, Adam for hallucinators; BENCHMARKS.md) "
+                        "(down-sampled bases, no adversary, Adam for hallucinators; BENCHMARKS.md) or 'fixed-bank' (modest "
+                        "with the PCA hallucinator bank kept fixed and one hallucination per basis per step: ahead of "
+                        "IDC on validation under DM at IPC-11, not at IPC-2 or under DC, where --param idc is) "
                         "(default: the config file's recipe key — the presets say paper —, else modest; paper on digits)")
     g.add_argument("--config", metavar="FILE|PRESET",
                    help="TOML file or preset name (see --list-presets) (default: none)")

@@ -110,6 +110,8 @@ def test_modest_recipe_matches_its_benchmark_variant():
 
     assert variant_config("modest", ipc=2) == recipe_config("modest", ipc=2)
     assert variant_config("modest-adam4", ipc=2) == recipe_config("modest", ipc=2)  # its screening name
+    # the recipe chosen on validation at DM IPC-11 is exactly the benchmarked frozen one-hallucination-per-step row
+    assert variant_config("modest-fast-frozen", ipc=11) == recipe_config("fixed-bank", ipc=11)
 
 
 @pytest.mark.timeout(480)

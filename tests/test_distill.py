@@ -212,6 +212,25 @@ def test_modest_recipe_keeps_hallucinator_steps_bounded_under_dc():
     assert 0.0 < moved <= 3 * 1e-4 * 1.01
 
 
+def test_fixed_bank_recipe_keeps_the_pca_bank_and_moves_only_the_bases():
+    """``fixed-bank``: the hallucinators stay exactly at their PCA initialisation; the bases learn; one
+    hallucination per basis per step."""
+    from haba_core import recipe_config
+
+    data = separable_dataset()
+    common = dict(objective="dm", ipc=4, bpc=None, hallucinators=2, net_width=8, net_depth=2, device="cpu", seed=3)
+    cfg = recipe_config("fixed-bank", iterations=3, **common)
+    assert cfg.hallucinators_per_step == 1 and cfg.hallucinator_pairing == "per_basis"
+    assert cfg.parameterization == "idc-haba" and cfg.hallucinator.init == "pca"
+    start = distill(data, recipe_config("fixed-bank", iterations=0, **common)).synthetic
+    after = distill(data, cfg).synthetic
+    for a, b in zip(after.hallucinators.parameters(), start.hallucinators.parameters()):
+        assert torch.equal(a, b)
+    assert not torch.equal(after.bases, start.bases)
+    learned = distill(data, recipe_config("modest", iterations=3, **common)).synthetic
+    assert any(not torch.equal(a, b) for a, b in zip(learned.hallucinators.parameters(), start.hallucinators.parameters()))
+
+
 @pytest.mark.parametrize("clock", ["wall", "cpu"])
 def test_time_limit_stops_the_run_on_the_chosen_clock(clock):
     cfg = tiny_config(iterations=10**6, time_limit_s=0.05, time_limit_clock=clock)

@@ -11,6 +11,11 @@
              resolution, no adversary (at short budgets its cost buys no accuracy), and Adam with
              lr 1e-4 for the hallucinators: bounded steps keep them near their data-driven start
              (SGD at η_B blows their output up under DC's scale-free loss within a few steps).
+``fixed-bank`` — ``modest`` with the hallucinator bank kept at its data-driven (PCA) initialisation (lr 0 for
+             its convolutions and σ/μ) and one hallucination per basis per step, so a step costs about an
+             IDC step: a fixed factorization, chosen on validation where it led (CIFAR-10, DM, IPC-11, 10
+             CPU-minutes: +1.0 validation / +1.9 test over IDC, 3 seeds; the benchmarks' ``modest-fast-frozen``).
+             Not ahead at IPC-2 or under DC (BENCHMARKS.md, issue 14): there ``parameterization="idc"``.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ RECIPES: dict[str, dict[str, Any]] = {
                "lambda_cos": 0.0, "lambda_con": 0.0, "lambda_task": 0.0,
                "hallucinator_optimizer": "adam", "lr_hallucinators": 1e-4},
 }
+RECIPES["fixed-bank"] = {**copy.deepcopy(RECIPES["modest"]), "lr_hallucinators": 0.0, "lr_affine": 0.0,
+                         "hallucinators_per_step": 1, "hallucinator_pairing": "per_basis"}
 
 
 # The recipe a run starts from when none is named: the combination measured best at CPU-minutes budgets
