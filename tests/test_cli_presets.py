@@ -163,7 +163,7 @@ def test_default_recipe_is_modest_and_a_file_may_name_another(tmp_path):
 def test_bad_recipe_in_a_file_names_the_file(tmp_path, value):
     path = tmp_path / "bad.toml"
     path.write_text(f"recipe = {value}\n")
-    with pytest.raises(ConfigError, match=r"bad.toml: recipe must be one of modest, paper"):
+    with pytest.raises(ConfigError, match=r"bad.toml: recipe must be one of fixed-bank, modest, paper"):
         resolve(str(path), None, {})
 
 
