@@ -126,7 +126,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"dataset {dataset!r} has {test.num_classes} classes of shape {test.image_shape}, the "
                           f"result has {data.num_classes} of {tuple(data.image_shape)}; pick the matching --dataset")
     val = None
-    per_class = int(_recorded(out_dir, "run").get("val_per_class") or 0)
+    per_class = _recorded(out_dir, "run").get("val_per_class") or 0
+    if isinstance(per_class, bool) or not isinstance(per_class, int) or not 0 <= per_class <= 10**6:
+        raise ConfigError(f"{out_dir}/metrics.json: val_per_class must be an integer in 0..1000000, got {per_class!r}")
     if per_class > 0 and dataset == data.meta.get("dataset"):  # the split the result was distilled without
         val = validation_split(load_dataset(dataset, root=root, split="train"), per_class)[1]
     recorded = _recorded(out_dir)

@@ -47,6 +47,11 @@ def test_a_result_distilled_without_a_validation_split_is_scored_on_it_too(tmp_p
     assert summary["val_per_class"] == 15
     for r in summary["results"].values():
         assert 0 <= r["val_mean"] <= 100 and len(r["extra"]["also"]["val"]) == r["runs"] == 1
+    metrics = json.loads((out / "metrics.json").read_text())
+    for bad in ("15", -1, 2.5, True):  # a tampered record: one line, exit 2, nothing evaluated
+        metrics["config"]["run"]["val_per_class"] = bad
+        (out / "metrics.json").write_text(json.dumps(metrics))
+        assert_clean_error(run_main(main, [str(out), *FAST, "--quiet"]), "val_per_class")
 
 
 def test_json_output_only_json(result_dir):
