@@ -169,16 +169,14 @@ def _protocol_stage(config: RunConfig, built, data: SplitData, experiences: list
         per_exp.append(test_accuracy(net, data.test_x[mask].to(device), data.test_y[mask].to(device)) / 100.0)
     overall = test_accuracy(net, data.test_x[seen_mask].to(device), data.test_y[seen_mask].to(device)) / 100.0
     stage_result = {"accuracy": overall, "per_experience": per_exp}
-    if data.val_y is not None:
-        seen = torch.isin(data.val_y, torch.tensor([c for cs in experiences[: stage + 1] for c in cs]))
-        stage_result["val_accuracy"] = _accuracy(net, data.val_x[seen], data.val_y[seen], device)
+    if data.val_y is not None and stage == len(experiences) - 1:  # only the final network's is reported
+        stage_result["val_accuracy"] = _accuracy(net, data.val_x, data.val_y, device)
     return stage_result
 
 
 def _accuracy(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> float:
-    """Top-1 accuracy (a fraction) of ``net`` on ``x``/``y``, in evaluation mode and without gradients."""
-    with torch.no_grad():
-        return test_accuracy(net, x.to(device), y.to(device)) / 100.0
+    """Top-1 accuracy of ``net`` on ``x``/``y``, as a fraction."""
+    return test_accuracy(net, x.to(device), y.to(device)) / 100.0
 
 
 def run_one(config: RunConfig, data: SplitData, name: str, seed: int, device: torch.device,

@@ -9,7 +9,6 @@ import argparse
 import json
 import re
 import shlex
-import statistics
 import sys
 import time
 from dataclasses import asdict
@@ -306,11 +305,10 @@ def _metrics(label: str, result: FactorizedDataset, ev, cfg: DistillConfig, eval
 
 def _val_metrics(ev) -> dict[str, Any]:
     """``val_accuracy_mean`` / ``_std`` / ``val_accuracies`` when the run scored a validation split."""
-    val = (ev.extra.get("also") or {}).get("val") if ev is not None else None
-    if not val:
+    if ev is None or "val" not in ev.extra.get("also", {}):
         return {}
-    return {"val_accuracy_mean": statistics.fmean(val), "val_accuracy_std": statistics.pstdev(val),
-            "val_accuracies": list(val)}
+    val = ev.also("val")
+    return {"val_accuracy_mean": val.mean, "val_accuracy_std": val.std, "val_accuracies": val.accuracies}
 
 
 def _distill_one(train: ImageDataset, cfg: DistillConfig, pre: Preprocessor, flag: StopFlag, resume: bool,
@@ -339,8 +337,7 @@ def _evaluate(result: FactorizedDataset, test: ImageDataset, eval_cfg: EvalConfi
     with EvalProgress(eval_cfg.runs, eval_cfg.epochs, f"evaluating {eval_cfg.arch}", quiet=con.quiet) as bar:
         ev = evaluate(result, test, eval_cfg, on_epoch=bar, also=None if val is None else {"val": val})
     if val is not None:
-        v = ev.extra["also"]["val"]
-        con.info(f"  {label}: validation {statistics.fmean(v):.2f} %, test {ev.mean:.2f} ± {ev.std:.2f} %")
+        con.info(f"  {label}: validation {ev.also('val').mean:.2f} %, test {ev.mean:.2f} ± {ev.std:.2f} %")
     else:
         con.info(f"  {label}: {ev.mean:.2f} ± {ev.std:.2f} %")
     return ev, time.perf_counter() - t0

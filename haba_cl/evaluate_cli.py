@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import time
 from dataclasses import asdict
@@ -151,11 +150,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not args.quiet:
             print(f"{PROG}: {arch}: {cfg.runs} run(s) × {cfg.epochs} epochs...", file=sys.stderr, flush=True)
         with EvalProgress(cfg.runs, cfg.epochs, arch, quiet=args.quiet) as bar:
-            results[arch] = evaluate(data, test, cfg, on_epoch=bar, also=None if val is None else {"val": val}).as_dict()
-        r = results[arch]
+            ev = evaluate(data, test, cfg, on_epoch=bar, also=None if val is None else {"val": val})
+        r = results[arch] = ev.as_dict()
         if val is not None:
-            scores = r["extra"]["also"]["val"]
-            r.update(val_mean=statistics.fmean(scores), val_std=statistics.pstdev(scores))
+            r.update(val_mean=ev.also("val").mean, val_std=ev.also("val").std)
         if not args.quiet:
             print(f"  {arch}: {r['mean']:.2f} ± {r['std']:.2f} %", file=sys.stderr, flush=True)
     summary = {

@@ -70,6 +70,10 @@ class EvalResult:
     def std(self) -> float:
         return statistics.pstdev(self.accuracies) if len(self.accuracies) > 1 else 0.0
 
+    def also(self, name: str) -> "EvalResult":
+        """The same networks' scores on the held-out set ``name`` of ``evaluate(..., also=...)`` (e.g. ``"val"``)."""
+        return EvalResult(self.arch, list(self.extra["also"][name]), self.epochs, self.train_seconds)
+
     def as_dict(self) -> dict:
         d = asdict(self)
         d.update(mean=self.mean, std=self.std, runs=len(self.accuracies))

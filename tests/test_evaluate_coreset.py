@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from haba_core import EvalConfig, FactorizedCollection, evaluate, select_coreset
@@ -46,3 +47,13 @@ def test_also_scores_further_sets_with_the_same_networks():
     assert both.accuracies == plain.accuracies  # scoring more sets changes nothing about the training
     assert both.extra["also"]["again"] == plain.accuracies  # the same networks score the same set alike
     assert len(both.extra["also"]["train"]) == 2 and "also" not in plain.extra
+
+
+def test_also_result_summarises_a_held_out_set_like_the_test_set():
+    train, test = separable_dataset(), separable_dataset(split="test")
+    cfg = EvalConfig(runs=2, epochs=4, net_width=8, net_depth=2, device="cpu", batch_size=32)
+    both = evaluate(select_coreset(train, 3, "random"), test, cfg, also={"again": test})
+    again = both.also("again")
+    assert again.accuracies == both.accuracies and (again.mean, again.std) == (both.mean, both.std)
+    with pytest.raises(KeyError):
+        both.also("missing")
