@@ -14,13 +14,13 @@ import copy
 import time
 from pathlib import Path
 
-from haba_core import DistillConfig, EvalConfig, FactorizedDataset, evaluate, merge_layers, parse_set, select_coreset
-from haba_core.objectives import objective_names
+from haba_core import DistillConfig, EvalConfig, FactorizedDataset, HabaError, evaluate, merge_layers, parse_set, select_coreset
+from haba_core.objectives import check_buffer_split, objective_names, read_buffer_info
 
 from .harness import (REPO_ROOT, add_common_args, command_line, configure_threads, machine_info, machine_line,
                       markdown_path, markdown_table,
                       mean_std, resolve_device, seed_list, update_benchmarks_md, write_results)
-from .datasets import load_pair, load_splits
+from .datasets import VAL_PER_CLASS, load_pair, load_splits
 from .variants import variant_config
 
 
@@ -199,6 +199,11 @@ def main(argv=None) -> None:
         args.dataset = "digits" if args.dataset == "mnist" else args.dataset
         args.time_budget, args.seeds, args.eval_epochs, args.eval_runs = 3.0, 1, 100, 1  # 20 epochs stayed at chance
         args.net_width, args.batch_real, args.snapshots = 16, 32, 2
+    if args.objective == "mtt" and args.buffer and args.split != "test":  # experts must not have seen validation
+        try:
+            check_buffer_split(read_buffer_info(args.buffer), VAL_PER_CLASS[args.dataset], where=f"--buffer {args.buffer}")
+        except HabaError as exc:
+            raise SystemExit(f"compute_matched: {exc}") from None
     if args.split == "both":  # the primary score (curves, "accuracy") is validation; test rides along
         train, test, held_out = load_splits(args.dataset, args.data_root, args.quick, args.test_limit)
         also = {"test": held_out}

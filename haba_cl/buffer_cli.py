@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from haba_core import (ConfigError, DistillConfig, ExpertConfig, Preprocessor, __version__, load_dataset,
-                       train_experts)
+                       train_experts, validation_split)
 from haba_core.distillation import network_factory
 from haba_core.runtime import resolve_device
 
@@ -33,12 +33,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "parameters after every epoch in DIR/expert_XXXX.safetensors plus DIR/buffer.json. Running "
                     "it again with the same settings skips finished experts (resume; more --experts extends).",
         epilog="Use the buffer with: haba-distill --method mtt --buffer DIR (same --dataset, --zca/--no-zca, "
-               "--net-width). Exit status: 0 ok, 2 error, 130 interrupted (finished experts are kept).")
+               "--net-width, --val-per-class). Exit status: 0 ok, 2 error, 130 interrupted (finished experts are kept).")
     p.add_argument("--dataset", required=True,
                    help="digits | mnist | fashion-mnist | cifar10 | cifar100 | svhn | imagefolder:<dir-or-.tar.gz>")
     p.add_argument("--data-root", metavar="DIR", default=None,
                    help="directory holding the dataset files (default: $HABA_DATA_ROOT or ./data)")
     p.add_argument("--out", "-o", metavar="DIR", required=True, help="buffer directory (created if missing)")
+    p.add_argument("--val-per-class", type=int, default=0, metavar="N",
+                   help="hold out the same fixed validation split as haba-distill --val-per-class N, so the "
+                        "experts never see the images a run is chosen on (default: 0, train on every image)")
     p.add_argument("--experts", type=int, default=_X.num_experts, help=f"number of experts (default: {_X.num_experts})")
     p.add_argument("--epochs", type=int, default=_X.epochs, help=f"training epochs per expert (default: {_X.epochs})")
     p.add_argument("--lr", type=float, default=_X.lr, help=f"expert SGD learning rate (default: {_X.lr})")
@@ -64,10 +67,14 @@ def run(args: argparse.Namespace, holder: dict[str, Any]) -> list[Path]:
         torch.set_num_threads(args.threads)
     if args.experts < 1 or args.epochs < 1:
         raise ConfigError("--experts and --epochs must be at least 1")
+    if not 0 <= args.val_per_class <= 1_000_000:
+        raise ConfigError(f"--val-per-class must be in 0..1000000 (0: no validation split), got {args.val_per_class}")
     cfg = DistillConfig(network=args.network, net_width=args.net_width, net_depth=args.net_depth,
                         net_norm=args.net_norm, zca=args.zca, seed=args.seed, device=args.device)
     device = resolve_device(args.device)
     train = load_dataset(args.dataset, root=args.data_root, split="train")
+    if args.val_per_class:
+        train = validation_split(train, args.val_per_class)[0]
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a directory")
@@ -84,9 +91,13 @@ def run(args: argparse.Namespace, holder: dict[str, Any]) -> list[Path]:
     meta = {"dataset": train.name, "network": cfg.network, "net_width": cfg.net_width, "net_depth": cfg.net_depth,
             "net_norm": cfg.net_norm, "zca": cfg.zca, "zca_regularization": cfg.zca_regularization,
             "image_shape": list(train.image_shape), "num_classes": train.num_classes}
+    if args.val_per_class:  # absent = 0, so buffers made before the option still resume
+        meta["val_per_class"] = args.val_per_class
     done = sum(1 for e in range(args.experts) if (out / f"expert_{e:04d}.safetensors").exists())
     if not args.quiet:
-        print(f"{PROG}: {train.name}, {args.experts} experts × {args.epochs} epochs of {cfg.network} "
+        print(f"{PROG}: {train.name} ({len(train)} training images"
+              + (f", {args.val_per_class} per class held out for validation" if args.val_per_class else "")
+              + f"), {args.experts} experts × {args.epochs} epochs of {cfg.network} "
               f"(zca={'on' if cfg.zca else 'off'}) → {out}" + (f"; {done} already done" if done else ""),
               file=sys.stderr, flush=True)
     bar = ExpertProgress(args.experts, args.epochs, done=done, quiet=args.quiet)

@@ -24,7 +24,7 @@ from haba_core.atomic import write_json
 from haba_core.config_layers import SET_SYNTAX
 from haba_core.distillation.precision import PRECISIONS
 from haba_core.loss_terms import active_loss_terms
-from haba_core.objectives import objective_names, objective_spec
+from haba_core.objectives import check_buffer_split, objective_names, objective_spec, read_buffer_info
 from haba_core.runtime import resolve_device
 
 from . import images, report
@@ -227,24 +227,19 @@ def _setup(result: FactorizedDataset) -> str:
     return f"{per_class} {'image' if per_class == 1 else 'images'}/class"
 
 
-def _check_buffer(cfg: DistillConfig, train: ImageDataset) -> None:
-    """Refuse an expert buffer made for another dataset or preprocessing (before any work is done)."""
+def _check_buffer(cfg: DistillConfig, train: ImageDataset, val_per_class: int) -> None:
+    """Refuse an expert buffer made for another dataset, preprocessing or validation split (before any work)."""
     if not objective_spec(cfg.objective).needs_trajectories:
         return
     if not cfg.mtt.buffer:
         raise ConfigError("trajectory matching needs an expert buffer: pass --buffer DIR "
                                    "(create one with haba-buffer)")
-    info_path = Path(cfg.mtt.buffer) / "buffer.json"
-    if not info_path.is_file():
-        return  # the core raises FormatError naming the directory
-    try:
-        info = json.loads(info_path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return
+    info = read_buffer_info(cfg.mtt.buffer)
     for key, want in (("dataset", train.name), ("zca", cfg.zca)):
         if key in info and info[key] != want:
             raise ConfigError(f"expert buffer {cfg.mtt.buffer} was made with {key}={info[key]!r} but this run "
                                        f"uses {key}={want!r}; make a matching buffer with haba-buffer")
+    check_buffer_split(info, val_per_class, where=f"expert buffer {cfg.mtt.buffer}")
 
 
 def _check_network(name: str, option: str) -> None:
@@ -366,7 +361,7 @@ def run(args: argparse.Namespace, argv: list[str], flag: StopFlag, holder: dict[
     val = None
     if settings.val_per_class:
         train, val = validation_split(train, settings.val_per_class)
-    _check_buffer(cfg, train)
+    _check_buffer(cfg, train, settings.val_per_class)
     plan = plan_budget(image_shape=train.image_shape, num_classes=train.num_classes,
                        parameterization=cfg.parameterization, ipc=cfg.ipc if cfg.bpc is None else None,
                        bpc=cfg.bpc, hallucinators=cfg.hallucinators, hallucinator=cfg.hallucinator,

@@ -200,3 +200,15 @@ def test_combine_merges_processes_and_pairs_by_seed(tmp_path):
         load_rows([tmp_path / "a.json", tmp_path / "a.json"])
     with pytest.raises(SystemExit, match="A:B"):
         main([str(tmp_path / "a.json"), "--pairs", "haba"])
+
+
+def test_compute_matched_refuses_experts_that_saw_the_validation_split(tmp_path):
+    (tmp_path / "buffer.json").write_text(json.dumps({"format": "haba-expert-buffer", "dataset": "digits"}))
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    base = [sys.executable, "-m", "benchmarks.compute_matched", "--dataset", "digits", "--objective", "mtt",
+            "--buffer", str(tmp_path), "--variants", "plain", "--no-coreset", "--out", str(tmp_path / "o")]
+    for split in ("val", "both"):
+        proc = subprocess.run([*base, "--split", split], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert proc.returncode != 0 and "haba-buffer --val-per-class 30" in proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "o").exists()

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from cli_helpers import QUIET, assert_clean_error, run_main
 from haba_cl import distill_cli
 from haba_cl.buffer_cli import main
-from haba_core import FactorizedDataset
+from haba_core import ConfigError, FactorizedDataset, FormatError
+from haba_core.objectives import buffer_val_per_class, check_buffer_split, read_buffer_info
 
 BUFFER = ["--threads", "1", "--dataset", "digits", "--experts", "2", "--epochs", "2", "--net-width", "8", "--quiet"]
 MTT = [*QUIET, "--method", "mtt", "--iterations", "2", "--set", "mtt.expert_epochs=1", "--set", "mtt.syn_steps=2"]
@@ -79,3 +82,45 @@ def test_buffer_errors(tmp_path):
 def test_buffer_settings_mismatch(buffer_dir):
     ran = run_main(main, [*BUFFER, "--zca", "--out", str(buffer_dir)])
     assert_clean_error(ran, "other settings")
+
+
+def test_buffer_holding_out_the_validation_split(buffer_dir, tmp_path):
+    held = tmp_path / "held"
+    ran = run_main(main, [*BUFFER, "--val-per-class", "5", "--out", str(held)])
+    assert ran.code == 0, ran.err
+    assert json.loads((held / "buffer.json").read_text())["val_per_class"] == 5
+    assert "val_per_class" not in json.loads((buffer_dir / "buffer.json").read_text())  # old buffers still resume
+    # same seeds, fewer images: the experts' trajectories differ from the full-split buffer's after one epoch
+    full = load_file(str(buffer_dir / "expert_0000.safetensors"))["trajectory"]
+    part = load_file(str(held / "expert_0000.safetensors"))["trajectory"]
+    assert torch.equal(full[0], part[0]) and not torch.equal(full[1], part[1])
+    ran = run_main(distill_cli.main, [*MTT, "--val-per-class", "5", "--buffer", str(held), "--out", str(tmp_path / "ok")])
+    assert ran.code == 0, ran.err
+
+
+def test_mtt_refuses_experts_that_saw_the_validation_images(buffer_dir, tmp_path):
+    ran = run_main(distill_cli.main, [*MTT, "--val-per-class", "5", "--buffer", str(buffer_dir),
+                                      "--out", str(tmp_path / "o")])
+    assert_clean_error(ran, "trained on the validation images", "--val-per-class 5")
+    assert not (tmp_path / "o").exists()
+    assert_clean_error(run_main(main, [*BUFFER, "--val-per-class", "-1", "--out", str(tmp_path / "b")]),
+                       "--val-per-class")
+    assert not (tmp_path / "b").exists()
+
+
+def test_buffer_split_checks():
+    check_buffer_split({"val_per_class": 5}, 0)  # a held-out buffer serves a run without a split
+    check_buffer_split({"val_per_class": 5}, 5)
+    with pytest.raises(ConfigError, match="another split"):
+        check_buffer_split({"val_per_class": 5}, 3)
+    for bad in ("5", True, -1, 2.0):
+        with pytest.raises(FormatError, match="val_per_class"):
+            buffer_val_per_class({"val_per_class": bad})
+
+
+def test_malformed_buffer_json(tmp_path):
+    (tmp_path / "buffer.json").write_text("[1, 2]")
+    with pytest.raises(FormatError, match="JSON object"):
+        read_buffer_info(tmp_path)
+    ran = run_main(distill_cli.main, [*MTT, "--buffer", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert_clean_error(ran, "JSON object")

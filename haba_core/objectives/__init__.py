@@ -11,11 +11,12 @@ from .dc import DCConfig, DCObjective  # noqa: I001  (import order = registratio
 from .dsa import DSAObjective
 from .dm import DMConfig, DMObjective
 from .mtt import MTTConfig, MTTObjective
-from .experts import ExpertConfig, load_buffer, train_experts
+from .experts import ExpertConfig, buffer_val_per_class, check_buffer_split, load_buffer, read_buffer_info, train_experts
 
 OBJECTIVES = objective_names()  # the built-in objectives; objective_names() also lists ones registered later
 
 __all__ = ["OBJECTIVES", "ObjectiveSpec", "check_objective", "objective_names", "objective_spec", "register",
            "Objective", "ObjectiveContext", "RealPool", "NetworkFactory",
            "seeded_network", "DCConfig", "DCObjective", "DSAObjective", "DMConfig", "DMObjective", "MTTConfig",
-           "MTTObjective", "ExpertConfig", "train_experts", "load_buffer"]
+           "MTTObjective", "ExpertConfig", "train_experts", "load_buffer",
+           "buffer_val_per_class", "check_buffer_split", "read_buffer_info"]

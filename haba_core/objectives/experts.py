@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from ..atomic import write_json, write_safetensors
 from ..augment import DSA
-from ..errors import FormatError
+from ..errors import ConfigError, FormatError
 
 
 @dataclass
@@ -97,16 +97,45 @@ def train_experts(images: Tensor, labels: Tensor, make_network: Callable[[torch.
     return paths
 
 
-def load_buffer(directory: str | Path) -> tuple[dict, list[Tensor]]:
-    """Read ``buffer.json`` and every expert trajectory; raise :class:`FormatError` if unusable."""
-    directory = Path(directory)
-    meta_path = directory / "buffer.json"
-    if not meta_path.exists():
+def read_buffer_info(directory: str | Path) -> dict:
+    """``buffer.json`` of an expert buffer (how it was made); :class:`FormatError` if missing or not a JSON object."""
+    meta_path = Path(directory) / "buffer.json"
+    if not meta_path.is_file():
         raise FormatError(f"{directory} is not an expert buffer (no buffer.json); create one with haba-buffer")
     try:
         meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FormatError(f"{meta_path} is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict):
+        raise FormatError(f"{meta_path} must hold a JSON object, got {type(meta).__name__}")
+    return meta
+
+
+def buffer_val_per_class(meta: dict) -> int:
+    """The validation split (images per class, ``haba_core.validation_split``) the buffer's experts never saw;
+    0 when they trained on the whole training split. Raises :class:`FormatError` on a malformed value."""
+    value = meta.get("val_per_class", 0)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1_000_000:
+        raise FormatError(f"buffer.json: val_per_class must be an integer in 0..1000000, got {value!r}")
+    return value
+
+
+def check_buffer_split(meta: dict, val_per_class: int, where: str = "the expert buffer") -> None:
+    """Refuse experts that trained on a run's validation images: a run that carves ``val_per_class`` images
+    per class (> 0) needs a buffer made with the same split (``haba-buffer --val-per-class``). A buffer with a
+    split serves a run without one (its experts just saw fewer images)."""
+    made_with = buffer_val_per_class(meta)
+    if val_per_class and made_with != val_per_class:
+        seen = ("its experts trained on the validation images" if made_with == 0
+                else f"its experts held out another split ({made_with} per class)")
+        raise ConfigError(f"{where} was made with val_per_class={made_with} but this run holds out {val_per_class} "
+                          f"images per class: {seen}; make one with haba-buffer --val-per-class {val_per_class}")
+
+
+def load_buffer(directory: str | Path) -> tuple[dict, list[Tensor]]:
+    """Read ``buffer.json`` and every expert trajectory; raise :class:`FormatError` if unusable."""
+    directory = Path(directory)
+    meta = read_buffer_info(directory)
     shards = sorted(directory.glob("expert_*.safetensors"))
     if not shards:
         raise FormatError(f"{directory} holds no expert trajectories (expert_*.safetensors)")
