@@ -33,7 +33,7 @@ from .cli_errors import EXIT_INTERRUPTED, UsageError, handle_errors
 from .interrupt import StopFlag, sigint_handler
 from .distill_settings import QUICK_PROFILE, RunSettings, resolve
 from .outdir import RunDirectory, default_out_dir, has_checkpoint
-from .preflight import check_budget
+from .preflight import bank_share_note, check_budget
 from .presets import describe_preset, list_presets
 from .progress import DistillProgress, EvalProgress
 
@@ -389,8 +389,9 @@ def run(args: argparse.Namespace, argv: list[str], flag: StopFlag, holder: dict[
              f"{len(test)} test images, {train.num_classes} classes), "
              f"{label}: {what} = {plan.storage.bytes:,} bytes "
              f"(IPC-equivalent {plan.storage.ipc_equivalent:.3g}); output {out}")
-    for note in plan.notes:
-        con.info(f"  note: {note}")
+    for note in [*plan.notes, bank_share_note(plan)]:
+        if note:
+            con.info(f"  note: {note}")
 
     t_start = time.perf_counter()
     pre = Preprocessor.fit(train.images, train.mean, train.std, cfg.zca, cfg.zca_regularization)

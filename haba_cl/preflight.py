@@ -6,10 +6,31 @@ import math
 from pathlib import Path
 
 from haba_core import BudgetError, DistillConfig, ImageDataset
+from haba_core.budget import Plan
 
 # A distillation step holds the bases with their gradients and optimiser state, and the composed images of
 # the step with their activations and gradients; this factor covers both, generously.
 MEMORY_FACTOR = 8
+
+
+# Share of the bases an IPC budget holds that the hallucinators may displace before haba-distill suggests IDC.
+# Measured (BENCHMARKS.md, issue 14, CIFAR-10): displacing 2 of 8 down-sampled bases per class (IPC-2) IDC led
+# every factorized row on validation under DM and DC; 2 of 44 (IPC-11), a fixed factorization led IDC. The
+# threshold sits between the two; it only prints a note.
+BANK_SHARE_NOTE = 0.15
+
+
+def bank_share_note(plan: Plan) -> str | None:
+    """A note when the hallucinators displace a large share of the bases the budget would hold (``None``
+    otherwise): spent on bases instead (``--param idc``), those bytes scored higher at such shares."""
+    if not plan.num_hallucinators or not plan.budget_parameters:
+        return None
+    fit = plan.budget_parameters // (plan.storage.num_classes * math.prod(plan.basis_shape))
+    if fit < 1 or (fit - plan.bpc) / fit < BANK_SHARE_NOTE:
+        return None
+    return (f"the hallucinators take the bytes of {fit - plan.bpc} of the {fit} bases per class this budget holds "
+            f"({(fit - plan.bpc) / fit:.0%}); at such shares --param idc (those bytes spent on bases) scored "
+            f"higher on validation in every cell measured (BENCHMARKS.md, issue 14): check with --val-per-class")
 
 
 def available_memory() -> int | None:

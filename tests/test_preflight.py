@@ -1,0 +1,54 @@
+"""haba-distill's checks before work starts: the budget fits, and a note when hallucinators eat the budget."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from haba_cl.preflight import BANK_SHARE_NOTE, bank_share_note, check_budget
+from haba_core import BudgetError, plan_budget
+from haba_core.data import ImageDataset
+from haba_core.distillation.recipes import recipe_config
+
+
+def _plan(ipc: int, name: str = "modest", **over):
+    cfg = recipe_config(name, **over)
+    return plan_budget(image_shape=(3, 32, 32), num_classes=10, parameterization=cfg.parameterization, ipc=ipc,
+                       hallucinators=cfg.hallucinators, hallucinator=cfg.hallucinator, downsample=cfg.downsample,
+                       rule=cfg.budget_rule)
+
+
+def test_bank_share_note_at_small_budgets_only():
+    small, large = _plan(2), _plan(11)
+    assert (small.bpc, large.bpc) == (6, 42)  # of 8 and 44 down-sampled bases per class: 25 % and 4.5 %
+    assert 2 / 8 >= BANK_SHARE_NOTE > 2 / 44
+    note = bank_share_note(small)
+    assert note is not None and "2 of the 8 bases" in note and "25%" in note and "--param idc" in note
+    assert bank_share_note(large) is None
+    assert bank_share_note(_plan(2, parameterization="idc")) is None  # nothing to trade
+    explicit = plan_budget(image_shape=(3, 32, 32), num_classes=10, parameterization="idc-haba", bpc=1)
+    assert bank_share_note(explicit) is None  # no budget given: no share to speak of
+
+
+def test_check_budget_refuses_more_images_than_a_class_holds():
+    train = ImageDataset("t", torch.zeros(6, 1, 4, 4), torch.tensor([0, 0, 0, 1, 1, 1]), ["a", "b"], (0.5,), (0.25,),
+                         "train")
+    cfg = recipe_config("modest", ipc=4)
+    with pytest.raises(BudgetError, match="largest class"):
+        check_budget(cfg, 1, (1, 2, 2), train)
+    with pytest.raises(BudgetError, match="GiB"):
+        check_budget(recipe_config("modest", ipc=2), 1, (1, 2, 2), train, available=10)
+
+
+def test_haba_distill_prints_the_note(tmp_path):
+    from cli_helpers import TINY, run_main
+    from haba_cl import distill_cli
+
+    ran = run_main(distill_cli.main, [*TINY, "--recipe", "modest", "--ipc", "2", "--eval-runs", "0", "--no-compare",
+                                      "--out", str(tmp_path / "o")])
+    assert ran.code == 0, ran.err
+    assert "note: the hallucinators take the bytes of 2 of the 8 bases per class" in ran.err
+    ran = run_main(distill_cli.main, [*TINY, "--param", "idc", "--ipc", "2", "--eval-runs", "0", "--no-compare",
+                                      "--out", str(tmp_path / "i")])
+    assert ran.code == 0, ran.err
+    assert "note: the hallucinators" not in ran.err
