@@ -191,7 +191,8 @@ def resolve(config: str | None, assignments: list[str] | None, flags: dict[str, 
 
 
 # ----------------------------------------------------------------------------- ranges
-_POSITIVE = ("lr_bases", "lr_hallucinators", "lr_affine", "lr_adversary", "temperature", "time_limit_s")
+_POSITIVE = ("lr_bases", "lr_adversary", "temperature", "time_limit_s")
+_NON_NEGATIVE = ("lr_hallucinators", "lr_affine")  # 0 keeps the bank at its initialisation (recipe fixed-bank)
 _AT_LEAST_ONE = ("ipc", "bpc", "net_width", "net_depth", "hallucinators_per_step", "bases_per_step")
 _LIMITS = {"hallucinators": (0, 10_000), "net_width": (1, 65_536), "net_depth": (1, 64), "iterations": (0, 10**9),
            "seed": (0, 2**63 - 1), "ipc": (1, 10**6), "bpc": (1, 10**7), "checkpoint_every": (1, 10**9)}
@@ -221,6 +222,10 @@ def check_ranges(cfg: DistillConfig, settings: RunSettings) -> None:
         value = getattr(cfg, key)
         if value is not None and not value > 0:
             raise ConfigError(f"{key} must be > 0, got {value}")
+    for key in _NON_NEGATIVE:
+        value = getattr(cfg, key)
+        if value is not None and not value >= 0:
+            raise ConfigError(f"{key} must be >= 0 (0: kept at its initialisation), got {value}")
     for key in _AT_LEAST_ONE:
         value = getattr(cfg, key)
         if value is not None and value < 1:

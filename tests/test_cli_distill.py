@@ -314,3 +314,20 @@ def test_validation_split_is_scored_beside_test_for_result_and_baseline(tmp_path
     assert "val_accuracy_mean" not in json.loads((tmp_path / "q" / "metrics.json").read_text())
     assert_clean_error(run_main(main, [*QUIET, "--val-per-class", "-1", "--out", str(tmp_path / "r")]),
                        "val_per_class", ">= 0")
+
+
+def test_recipe_fixed_bank_runs_from_the_command_line(tmp_path):
+    """``--recipe fixed-bank`` (lr 0 for the bank) is a valid run; its bank is the one a 0-iteration run starts
+    from; a negative learning rate is still one clear line."""
+    runs = {}
+    for name, iters in (("start", "0"), ("end", "3")):
+        argv = [*QUIET, "--recipe", "fixed-bank", "--iterations", iters, "--eval-runs", "0", "--no-compare",
+                "--out", str(tmp_path / name)]
+        ran = run_main(main, argv)
+        assert ran.code == 0, ran.err
+        runs[name] = FactorizedDataset.load(tmp_path / name).synthetic
+    start, end = runs["start"], runs["end"]
+    assert all(torch.equal(a, b) for a, b in zip(start.hallucinators.parameters(), end.hallucinators.parameters()))
+    assert not torch.equal(start.bases, end.bases)
+    ran = run_main(main, [*QUIET, "--set", "lr_hallucinators=-0.1", "--out", str(tmp_path / "bad")])
+    assert_clean_error(ran, "lr_hallucinators must be >= 0")
