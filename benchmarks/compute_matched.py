@@ -14,7 +14,8 @@ import copy
 import time
 from pathlib import Path
 
-from haba_core import DistillConfig, EvalConfig, FactorizedDataset, HabaError, evaluate, merge_layers, parse_set, select_coreset
+from haba_core import (DistillConfig, EvalConfig, FactorizedDataset, HabaError, evaluate, merge_layers, parse_set,
+                       select_coreset)
 from haba_core.objectives import check_buffer_split, objective_names, read_buffer_info
 
 from .harness import (REPO_ROOT, add_common_args, command_line, configure_threads, machine_info, machine_line,
@@ -201,7 +202,8 @@ def main(argv=None) -> None:
         args.net_width, args.batch_real, args.snapshots = 16, 32, 2
     if args.objective == "mtt" and args.buffer and args.split != "test":  # experts must not have seen validation
         try:
-            check_buffer_split(read_buffer_info(args.buffer), VAL_PER_CLASS[args.dataset], where=f"--buffer {args.buffer}")
+            check_buffer_split(read_buffer_info(args.buffer), VAL_PER_CLASS[args.dataset],
+                               where=f"--buffer {args.buffer}")
         except HabaError as exc:
             raise SystemExit(f"compute_matched: {exc}") from None
     if args.split == "both":  # the primary score (curves, "accuracy") is validation; test rides along

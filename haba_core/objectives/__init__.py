@@ -11,7 +11,8 @@ from .dc import DCConfig, DCObjective  # noqa: I001  (import order = registratio
 from .dsa import DSAObjective
 from .dm import DMConfig, DMObjective
 from .mtt import MTTConfig, MTTObjective
-from .experts import ExpertConfig, buffer_val_per_class, check_buffer_split, load_buffer, read_buffer_info, train_experts
+from .experts import (ExpertConfig, buffer_val_per_class, check_buffer_split, load_buffer, read_buffer_info,
+                      train_experts)
 
 OBJECTIVES = objective_names()  # the built-in objectives; objective_names() also lists ones registered later
 
