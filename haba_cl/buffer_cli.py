@@ -13,6 +13,7 @@ import torch
 
 from haba_core import (ConfigError, DistillConfig, ExpertConfig, Preprocessor, __version__, load_dataset,
                        train_experts, validation_split)
+from haba_core.data import MAX_VAL_PER_CLASS, is_val_per_class
 from haba_core.distillation import network_factory
 from haba_core.runtime import resolve_device
 
@@ -67,8 +68,9 @@ def run(args: argparse.Namespace, holder: dict[str, Any]) -> list[Path]:
         torch.set_num_threads(args.threads)
     if args.experts < 1 or args.epochs < 1:
         raise ConfigError("--experts and --epochs must be at least 1")
-    if not 0 <= args.val_per_class <= 1_000_000:
-        raise ConfigError(f"--val-per-class must be in 0..1000000 (0: no validation split), got {args.val_per_class}")
+    if not is_val_per_class(args.val_per_class):
+        raise ConfigError(f"--val-per-class must be in 0..{MAX_VAL_PER_CLASS} (0: no validation split), "
+                          f"got {args.val_per_class}")
     cfg = DistillConfig(network=args.network, net_width=args.net_width, net_depth=args.net_depth,
                         net_norm=args.net_norm, zca=args.zca, seed=args.seed, device=args.device)
     device = resolve_device(args.device)

@@ -16,6 +16,7 @@ import torch
 from haba_core import (KNOWN_NETWORKS, ConfigError, EvalConfig, FactorizedDataset, UnknownNameError, __version__,
                        evaluate, load_dataset, validation_split)
 from haba_core.atomic import write_json
+from haba_core.data import MAX_VAL_PER_CLASS, is_val_per_class
 
 from . import report
 from .cli_parser import OneLineParser
@@ -126,8 +127,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                           f"result has {data.num_classes} of {tuple(data.image_shape)}; pick the matching --dataset")
     val = None
     per_class = _recorded(out_dir, "run").get("val_per_class") or 0
-    if isinstance(per_class, bool) or not isinstance(per_class, int) or not 0 <= per_class <= 10**6:
-        raise ConfigError(f"{out_dir}/metrics.json: val_per_class must be an integer in 0..1000000, got {per_class!r}")
+    if not is_val_per_class(per_class):
+        raise ConfigError(f"{out_dir}/metrics.json: val_per_class must be an integer in 0..{MAX_VAL_PER_CLASS}, "
+                          f"got {per_class!r}")
     if per_class > 0 and dataset == data.meta.get("dataset"):  # the split the result was distilled without
         val = validation_split(load_dataset(dataset, root=root, split="train"), per_class)[1]
     recorded = _recorded(out_dir)

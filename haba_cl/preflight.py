@@ -5,8 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from haba_core import BudgetError, DistillConfig, ImageDataset
-from haba_core.budget import Plan
+from haba_core import BudgetError, DistillConfig, ImageDataset, Plan
 
 # A distillation step holds the bases with their gradients and optimiser state, and the composed images of
 # the step with their activations and gradients; this factor covers both, generously.

@@ -12,6 +12,7 @@ from cli_helpers import QUIET, assert_clean_error, run_main
 from haba_cl import distill_cli
 from haba_cl.buffer_cli import main
 from haba_core import ConfigError, FactorizedDataset, FormatError
+from haba_core.data import MAX_VAL_PER_CLASS, is_val_per_class
 from haba_core.objectives import buffer_val_per_class, check_buffer_split, read_buffer_info
 
 BUFFER = ["--threads", "1", "--dataset", "digits", "--experts", "2", "--epochs", "2", "--net-width", "8", "--quiet"]
@@ -113,6 +114,7 @@ def test_buffer_split_checks():
     check_buffer_split({"val_per_class": 5}, 5)
     with pytest.raises(ConfigError, match="another split"):
         check_buffer_split({"val_per_class": 5}, 3)
+    assert is_val_per_class(0) and is_val_per_class(MAX_VAL_PER_CLASS) and not is_val_per_class(MAX_VAL_PER_CLASS + 1)
     for bad in ("5", True, -1, 2.0):
         with pytest.raises(FormatError, match="val_per_class"):
             buffer_val_per_class({"val_per_class": bad})

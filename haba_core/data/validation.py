@@ -15,6 +15,14 @@ from .dataset import ImageDataset
 
 #: the seed of the validation draw: the same split for every study, seed, strategy and variant
 VAL_SEED = 12345
+#: the largest split a command line or a recorded file may ask for (images per class)
+MAX_VAL_PER_CLASS = 1_000_000
+
+
+def is_val_per_class(value: object) -> bool:
+    """Whether ``value`` (from a command line or an untrusted file) is a usable split size: an ``int`` (not a
+    bool) in ``0..MAX_VAL_PER_CLASS``; 0 means no validation split."""
+    return not isinstance(value, bool) and isinstance(value, int) and 0 <= value <= MAX_VAL_PER_CLASS
 
 
 def validation_split(train: ImageDataset, per_class: int, seed: int = VAL_SEED) -> tuple[ImageDataset, ImageDataset]:
@@ -34,4 +42,4 @@ def validation_split(train: ImageDataset, per_class: int, seed: int = VAL_SEED) 
     return train.subset(keep.nonzero().flatten()), replace(train.subset(val), split="val")
 
 
-__all__ = ["VAL_SEED", "validation_split"]
+__all__ = ["MAX_VAL_PER_CLASS", "VAL_SEED", "is_val_per_class", "validation_split"]

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from ..atomic import write_json, write_safetensors
 from ..augment import DSA
+from ..data.validation import MAX_VAL_PER_CLASS, is_val_per_class
 from ..errors import ConfigError, FormatError
 
 
@@ -115,8 +116,8 @@ def buffer_val_per_class(meta: dict) -> int:
     """The validation split (images per class, ``haba_core.validation_split``) the buffer's experts never saw;
     0 when they trained on the whole training split. Raises :class:`FormatError` on a malformed value."""
     value = meta.get("val_per_class", 0)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1_000_000:
-        raise FormatError(f"buffer.json: val_per_class must be an integer in 0..1000000, got {value!r}")
+    if not is_val_per_class(value):
+        raise FormatError(f"buffer.json: val_per_class must be an integer in 0..{MAX_VAL_PER_CLASS}, got {value!r}")
     return value
 
 
