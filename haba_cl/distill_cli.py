@@ -21,6 +21,7 @@ from haba_core import (KNOWN_NETWORKS, RECIPES, ConfigError, DistillConfig, Dist
                        FactorizedDataset, ImageDataset, NonFiniteLossError, Preprocessor, UnknownNameError,
                        __version__, distill, evaluate, load_dataset, plan_budget, validation_split)
 from haba_core.atomic import write_json
+from haba_core.budget import RULES as BUDGET_RULES
 from haba_core.config_layers import SET_SYNTAX
 from haba_core.distillation.precision import PRECISIONS
 from haba_core.loss_terms import active_loss_terms
@@ -101,9 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--bpc", type=int, help="explicit bases per class instead of an IPC budget (default: none)")
     g.add_argument("--hallucinators", type=int,
                    help=f"number of hallucinators requested {_default(_D.hallucinators)}")
-    g.add_argument("--budget-rule", choices=["exact", "paper"],
-                   help=f"IPC → (bases, hallucinators): never exceed the budget, or the paper's BPC = IPC−1 "
-                        f"with all hallucinators {_default(_D.budget_rule)}")
+    g.add_argument("--budget-rule", choices=BUDGET_RULES,
+                   help=f"IPC → (bases, hallucinators): never exceed the budget, the paper's BPC = IPC−1 "
+                        f"with all hallucinators, or fill: never exceed it, with the number of hallucinators "
+                        f"(up to those requested) that leaves the least unused {_default(_D.budget_rule)}")
     g.add_argument("--iterations", type=int,
                    help=f"distillation iterations {_by_dataset(q['iterations'], _D.iterations)}")
     g.add_argument("--lr-bases", type=float,

@@ -71,3 +71,35 @@ def test_explicit_bpc_and_per_class_hallucinators():
     p = plan(parameterization="haba", bpc=3, hallucinators=2, per_class_hallucinators=True)
     assert p.storage.hallucinators == 2 * 10 * 6312
     assert p.storage.bases == 30 * 3072
+
+
+def test_fill_rule_keeps_the_basis_exact_drops():
+    # modest's flat hallucinators at CIFAR-10 IPC 2 (61,440 numbers): 1,704 numbers each, a 16x16 basis 768.
+    # exact: five cost 8,520 > 7,680 (one basis per class), so 6 bases per class and 6,840 numbers unused;
+    # fill: four (6,816) leave room for 7 bases per class, 864 numbers unused.
+    h = HallucinatorConfig(init="pca", affine_stride=2)
+    exact = plan(parameterization="idc-haba", ipc=2, hallucinator=h)
+    fill = plan(parameterization="idc-haba", ipc=2, hallucinator=h, rule="fill")
+    assert (exact.bpc, exact.num_hallucinators, exact.storage.data_parameters) == (6, 5, 54600)
+    assert (fill.bpc, fill.num_hallucinators, fill.storage.data_parameters) == (7, 4, 60576)
+    assert fill.within_budget and "fill rule" in fill.notes[0]
+
+
+def test_fill_rule_never_leaves_more_unused_than_exact():
+    h = HallucinatorConfig(init="pca", affine_stride=2)
+    for shape in ((3, 32, 32), (1, 28, 28), (3, 64, 64)):
+        for param in ("haba", "idc-haba"):
+            for ipc in (1, 2, 3, 5, 10, 11, 50):
+                for n_h in (1, 2, 5, 10):
+                    kw = dict(image_shape=shape, parameterization=param, ipc=ipc, hallucinators=n_h, hallucinator=h)
+                    try:
+                        exact = plan(**kw)
+                    except BudgetError:
+                        with pytest.raises(BudgetError):
+                            plan(**kw, rule="fill")
+                        continue
+                    fill = plan(**kw, rule="fill")
+                    assert fill.within_budget and 1 <= fill.num_hallucinators <= n_h
+                    assert fill.storage.data_parameters >= exact.storage.data_parameters
+                    if fill.storage.data_parameters == exact.storage.data_parameters:
+                        assert (fill.bpc, fill.num_hallucinators) == (exact.bpc, exact.num_hallucinators)

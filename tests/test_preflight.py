@@ -52,3 +52,20 @@ def test_haba_distill_prints_the_note(tmp_path):
                                       "--out", str(tmp_path / "i")])
     assert ran.code == 0, ran.err
     assert "note: the hallucinators" not in ran.err
+
+
+def test_haba_distill_budget_rule_fill(tmp_path):
+    from cli_helpers import TINY, run_main
+    from haba_cl import distill_cli
+    from haba_core import FactorizedDataset
+
+    # digits (1x8x8) at IPC 2 under modest: exact keeps 5 hallucinators and 6 bases per class (1,220 of 1,280
+    # numbers); fill keeps 3 and 7 bases per class (1,276)
+    ran = run_main(distill_cli.main, [*TINY, "--recipe", "modest", "--ipc", "2", "--budget-rule", "fill",
+                                      "--eval-runs", "0", "--no-compare", "--out", str(tmp_path / "f")])
+    assert ran.code == 0, ran.err
+    assert "3 of 5 hallucinators leave the least of the budget unused (fill rule): 7 bases per class" in ran.err
+    syn = FactorizedDataset.load(tmp_path / "f").synthetic
+    assert (syn.num_bases, syn.num_hallucinators) == (70, 3)
+    ran = run_main(distill_cli.main, [*TINY, "--set", "budget_rule=most", "--out", str(tmp_path / "x")])
+    assert ran.code == 2 and "most" in ran.err and "Traceback" not in ran.err
