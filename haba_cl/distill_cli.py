@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from haba_core import (KNOWN_NETWORKS, RECIPES, ConfigError, DistillConfig, DistillationInterrupted, EvalConfig,
-                       FactorizedDataset, ImageDataset, NonFiniteLossError, Preprocessor, UnknownNameError,
+                       FactorizedDataset, ImageDataset, NonFiniteLossError, Plan, Preprocessor, UnknownNameError,
                        __version__, distill, evaluate, load_dataset, plan_budget, validation_split)
 from haba_core.atomic import write_json
 from haba_core.budget import RULES as BUDGET_RULES
@@ -34,7 +34,7 @@ from .cli_errors import EXIT_INTERRUPTED, UsageError, handle_errors
 from .interrupt import StopFlag, sigint_handler
 from .distill_settings import QUICK_PROFILE, RunSettings, resolve
 from .outdir import RunDirectory, default_out_dir, has_checkpoint
-from .preflight import bank_share_note, check_budget
+from .preflight import bank_share_note, check_budget, unused_budget_note
 from .presets import describe_preset, list_presets
 from .progress import DistillProgress, EvalProgress
 
@@ -364,12 +364,15 @@ def run(args: argparse.Namespace, argv: list[str], flag: StopFlag, holder: dict[
     if settings.val_per_class:
         train, val = validation_split(train, settings.val_per_class)
     _check_buffer(cfg, train, settings.val_per_class)
-    plan = plan_budget(image_shape=train.image_shape, num_classes=train.num_classes,
-                       parameterization=cfg.parameterization, ipc=cfg.ipc if cfg.bpc is None else None,
-                       bpc=cfg.bpc, hallucinators=cfg.hallucinators, hallucinator=cfg.hallucinator,
-                       basis_channels=cfg.basis_channels, downsample=cfg.downsample,
-                       per_class_hallucinators=cfg.per_class_hallucinators, rule=cfg.budget_rule,
-                       extra=objective_spec(cfg.objective).stored_numbers)
+    def plan_for(rule: str) -> Plan:
+        return plan_budget(image_shape=train.image_shape, num_classes=train.num_classes,
+                           parameterization=cfg.parameterization, ipc=cfg.ipc if cfg.bpc is None else None,
+                           bpc=cfg.bpc, hallucinators=cfg.hallucinators, hallucinator=cfg.hallucinator,
+                           basis_channels=cfg.basis_channels, downsample=cfg.downsample,
+                           per_class_hallucinators=cfg.per_class_hallucinators, rule=rule,
+                           extra=objective_spec(cfg.objective).stored_numbers)
+
+    plan = plan_for(cfg.budget_rule)
     check_budget(cfg, plan.bpc, plan.basis_shape, train)
     compare = settings.compare and cfg.parameterization in BASELINE_PARAM
 
@@ -391,7 +394,8 @@ def run(args: argparse.Namespace, argv: list[str], flag: StopFlag, holder: dict[
              f"{len(test)} test images, {train.num_classes} classes), "
              f"{label}: {what} = {plan.storage.bytes:,} bytes "
              f"(IPC-equivalent {plan.storage.ipc_equivalent:.3g}); output {out}")
-    for note in [*plan.notes, bank_share_note(plan)]:
+    fill_note = unused_budget_note(plan, plan_for("fill")) if cfg.budget_rule == "exact" else None
+    for note in [*plan.notes, fill_note, bank_share_note(plan)]:
         if note:
             con.info(f"  note: {note}")
 

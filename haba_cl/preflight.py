@@ -32,6 +32,24 @@ def bank_share_note(plan: Plan) -> str | None:
             f"higher on validation in every cell measured (BENCHMARKS.md, issue 14): check with --val-per-class")
 
 
+# Share of an IPC budget a plan may leave unused before haba-distill points to ``--budget-rule fill``.
+UNUSED_BUDGET_NOTE = 0.05
+
+
+def unused_budget_note(plan: Plan, fill: Plan) -> str | None:
+    """A note when ``plan`` leaves at least :data:`UNUSED_BUDGET_NOTE` of its budget unused and ``fill`` (the same
+    request under ``budget_rule="fill"``) stores more of it (``None`` otherwise)."""
+    budget = plan.budget_parameters
+    if not budget or not plan.num_hallucinators:
+        return None
+    used, filled = plan.storage.data_parameters, fill.storage.data_parameters
+    if 1 - used / budget < UNUSED_BUDGET_NOTE or filled <= used:
+        return None
+    return (f"{plan.num_hallucinators} hallucinators and {plan.bpc} bases per class store {used / budget:.1%} of the "
+            f"budget; --budget-rule fill stores {filled / budget:.1%} with {fill.num_hallucinators} and "
+            f"{fill.bpc} bases per class")
+
+
 def available_memory() -> int | None:
     """``MemAvailable`` from ``/proc/meminfo`` in bytes (``None`` where it cannot be read)."""
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from haba_cl.preflight import BANK_SHARE_NOTE, bank_share_note, check_budget
+from haba_cl.preflight import BANK_SHARE_NOTE, UNUSED_BUDGET_NOTE, bank_share_note, check_budget, unused_budget_note
 from haba_core import BudgetError, plan_budget
 from haba_core.data import ImageDataset
 from haba_core.distillation.recipes import recipe_config
@@ -28,6 +28,17 @@ def test_bank_share_note_at_small_budgets_only():
     assert bank_share_note(_plan(2, parameterization="idc")) is None  # nothing to trade
     explicit = plan_budget(image_shape=(3, 32, 32), num_classes=10, parameterization="idc-haba", bpc=1)
     assert bank_share_note(explicit) is None  # no budget given: no share to speak of
+
+
+def test_unused_budget_note_points_to_the_fill_rule():
+    exact, fill = _plan(2), _plan(2, budget_rule="fill")
+    assert 1 - exact.storage.data_parameters / exact.budget_parameters >= UNUSED_BUDGET_NOTE  # 11 % unused
+    note = unused_budget_note(exact, fill)
+    assert note is not None and "store 88.9% of the budget" in note and "fill stores 98.6% with 4 and 7" in note
+    assert unused_budget_note(fill, fill) is None  # nothing more to store
+    assert unused_budget_note(_plan(11), _plan(11, budget_rule="fill")) is None  # 2 % unused: no note
+    idc = _plan(2, parameterization="idc")
+    assert unused_budget_note(idc, idc) is None
 
 
 def test_check_budget_refuses_more_images_than_a_class_holds():
