@@ -28,7 +28,7 @@ def test_toolkit_improvements_live_in_other_recipes():
     assert recipe("modest") == {"parameterization": "idc-haba",
                                 "hallucinator": {"init": "pca", "affine_stride": 2, "layout": "flat"},
                                 "lambda_cos": 0.0, "lambda_con": 0.0, "lambda_task": 0.0,
-                                "hallucinator_optimizer": "adam", "lr_hallucinators": 1e-4}
+                                "hallucinator_optimizer": "adam", "lr_hallucinators": 1e-4, "budget_rule": "fill"}
     assert recipe_config("modest", hallucinator={"depth": 2}).hallucinator.layout == "flat"
 
 

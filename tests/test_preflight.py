@@ -19,24 +19,25 @@ def _plan(ipc: int, name: str = "modest", **over):
 
 
 def test_bank_share_note_at_small_budgets_only():
-    small, large = _plan(2), _plan(11)
+    small, large = _plan(2, budget_rule="exact"), _plan(11, budget_rule="exact")
     assert (small.bpc, large.bpc) == (6, 42)  # of 8 and 44 down-sampled bases per class: 25 % and 4.5 %
     assert 2 / 8 >= BANK_SHARE_NOTE > 2 / 44
     note = bank_share_note(small)
     assert note is not None and "2 of the 8 bases" in note and "25%" in note and "--param idc" in note
     assert bank_share_note(large) is None
+    assert _plan(2).bpc == 7 and bank_share_note(_plan(2)) is None  # modest's fill rule: 1 of 8 (12.5 %)
     assert bank_share_note(_plan(2, parameterization="idc")) is None  # nothing to trade
     explicit = plan_budget(image_shape=(3, 32, 32), num_classes=10, parameterization="idc-haba", bpc=1)
     assert bank_share_note(explicit) is None  # no budget given: no share to speak of
 
 
 def test_unused_budget_note_points_to_the_fill_rule():
-    exact, fill = _plan(2), _plan(2, budget_rule="fill")
+    exact, fill = _plan(2, budget_rule="exact"), _plan(2, budget_rule="fill")
     assert 1 - exact.storage.data_parameters / exact.budget_parameters >= UNUSED_BUDGET_NOTE  # 11 % unused
     note = unused_budget_note(exact, fill)
     assert note is not None and "store 88.9% of the budget" in note and "fill stores 98.6% with 4 and 7" in note
     assert unused_budget_note(fill, fill) is None  # nothing more to store
-    assert unused_budget_note(_plan(11), _plan(11, budget_rule="fill")) is None  # 2 % unused: no note
+    assert unused_budget_note(_plan(11, budget_rule="exact"), _plan(11)) is None  # 2 % unused: no note
     idc = _plan(2, parameterization="idc")
     assert unused_budget_note(idc, idc) is None
 
@@ -55,8 +56,8 @@ def test_haba_distill_prints_the_note(tmp_path):
     from cli_helpers import TINY, run_main
     from haba_cl import distill_cli
 
-    ran = run_main(distill_cli.main, [*TINY, "--recipe", "modest", "--ipc", "2", "--eval-runs", "0", "--no-compare",
-                                      "--out", str(tmp_path / "o")])
+    ran = run_main(distill_cli.main, [*TINY, "--recipe", "modest", "--ipc", "2", "--budget-rule", "exact",
+                                      "--eval-runs", "0", "--no-compare", "--out", str(tmp_path / "o")])
     assert ran.code == 0, ran.err
     assert "note: the hallucinators take the bytes of 2 of the 8 bases per class" in ran.err
     ran = run_main(distill_cli.main, [*TINY, "--param", "idc", "--ipc", "2", "--eval-runs", "0", "--no-compare",
