@@ -103,9 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--hallucinators", type=int,
                    help=f"number of hallucinators requested {_default(_D.hallucinators)}")
     g.add_argument("--budget-rule", choices=BUDGET_RULES,
-                   help=f"IPC → (bases, hallucinators): never exceed the budget, the paper's BPC = IPC−1 "
-                        f"with all hallucinators, or fill: never exceed it, with the number of hallucinators "
-                        f"(up to those requested) that leaves the least unused {_default(_D.budget_rule)}")
+                   help="IPC → (bases, hallucinators): never exceed the budget, the paper's BPC = IPC−1 "
+                        "with all hallucinators, or fill: never exceed it, with the number of hallucinators "
+                        "(up to those requested) that leaves the least unused (default: the recipe's: fill for modest "
+                        "and fixed-bank, exact for paper and paper-pca)")
     g.add_argument("--iterations", type=int,
                    help=f"distillation iterations {_by_dataset(q['iterations'], _D.iterations)}")
     g.add_argument("--lr-bases", type=float,
