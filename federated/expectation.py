@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
-from haba_core import ConfigError, HallucinatorConfig, Preprocessor, objective_spec, plan_budget
+from haba_core import ConfigError, HallucinatorConfig, Preprocessor, config_plan, objective_spec
 
 from .distill_settings import distill_config
 
@@ -52,11 +52,7 @@ def expected_payload(cfg: Mapping[str, Any], image_shape: tuple[int, int, int], 
     With ``preprocessor`` (the server's normalisation) uploaded values are also bounded by its value span.
     """
     dcfg = distill_config(cfg)
-    plan = plan_budget(image_shape=tuple(image_shape), num_classes=num_classes, parameterization=dcfg.parameterization,
-                       ipc=dcfg.ipc if dcfg.bpc is None else None, bpc=dcfg.bpc, hallucinators=dcfg.hallucinators,
-                       hallucinator=dcfg.hallucinator, basis_channels=dcfg.basis_channels, downsample=dcfg.downsample,
-                       per_class_hallucinators=dcfg.per_class_hallucinators, rule=dcfg.budget_rule,
-                       extra=objective_spec(dcfg.objective).stored_numbers)
+    plan = config_plan(dcfg, image_shape, num_classes)
     return PayloadExpectation(tuple(int(s) for s in image_shape), int(num_classes), dcfg.parameterization,
                               tuple(int(s) for s in plan.basis_shape), int(plan.bpc), int(plan.num_hallucinators),
                               bool(plan.per_class_hallucinators), dcfg.hallucinator, int(cfg["max-payload-bytes"]),

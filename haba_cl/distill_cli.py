@@ -18,8 +18,8 @@ from typing import Any
 import torch
 
 from haba_core import (KNOWN_NETWORKS, RECIPES, ConfigError, DistillConfig, DistillationInterrupted, EvalConfig,
-                       FactorizedDataset, ImageDataset, NonFiniteLossError, Plan, Preprocessor, UnknownNameError,
-                       __version__, distill, evaluate, load_dataset, plan_budget, validation_split)
+                       FactorizedDataset, ImageDataset, NonFiniteLossError, Preprocessor, UnknownNameError,
+                       __version__, config_plan, distill, evaluate, load_dataset, validation_split)
 from haba_core.atomic import write_json
 from haba_core.budget import RULES as BUDGET_RULES
 from haba_core.config_layers import SET_SYNTAX
@@ -365,15 +365,7 @@ def run(args: argparse.Namespace, argv: list[str], flag: StopFlag, holder: dict[
     if settings.val_per_class:
         train, val = validation_split(train, settings.val_per_class)
     _check_buffer(cfg, train, settings.val_per_class)
-    def plan_for(rule: str) -> Plan:
-        return plan_budget(image_shape=train.image_shape, num_classes=train.num_classes,
-                           parameterization=cfg.parameterization, ipc=cfg.ipc if cfg.bpc is None else None,
-                           bpc=cfg.bpc, hallucinators=cfg.hallucinators, hallucinator=cfg.hallucinator,
-                           basis_channels=cfg.basis_channels, downsample=cfg.downsample,
-                           per_class_hallucinators=cfg.per_class_hallucinators, rule=rule,
-                           extra=objective_spec(cfg.objective).stored_numbers)
-
-    plan = plan_for(cfg.budget_rule)
+    plan = config_plan(cfg, train.image_shape, train.num_classes)
     check_budget(cfg, plan.bpc, plan.basis_shape, train)
     compare = settings.compare and cfg.parameterization in BASELINE_PARAM
 
@@ -395,7 +387,8 @@ def run(args: argparse.Namespace, argv: list[str], flag: StopFlag, holder: dict[
              f"{len(test)} test images, {train.num_classes} classes), "
              f"{label}: {what} = {plan.storage.bytes:,} bytes "
              f"(IPC-equivalent {plan.storage.ipc_equivalent:.3g}); output {out}")
-    fill_note = unused_budget_note(plan, plan_for("fill")) if cfg.budget_rule == "exact" else None
+    fill_note = (unused_budget_note(plan, config_plan(cfg, train.image_shape, train.num_classes, rule="fill"))
+                 if cfg.budget_rule == "exact" else None)
     for note in [*plan.notes, fill_note, bank_share_note(plan)]:
         if note:
             con.info(f"  note: {note}")

@@ -13,7 +13,7 @@ from .config_layers import check_table, merge_layers, parse_set
 from .coreset import herding_select, select_coreset
 from .data import (KNOWN_DATASETS, VAL_SEED, ImageDataset, canonical_name as canonical_dataset_name, load_dataset,
                    validation_split)
-from .distillation import RECIPES, DistillConfig, distill, network_factory, recipe, recipe_config
+from .distillation import RECIPES, DistillConfig, config_plan, distill, network_factory, recipe, recipe_config
 from .distillation.recipes import default_recipe_for
 from .errors import (BudgetError, ConfigError, DatasetNotFoundError, DistillationInterrupted, FormatError,
                      HabaError, NonFiniteLossError, UnknownNameError)
@@ -32,7 +32,7 @@ __all__ = [
     "Adversary", "pairwise_cosine_loss", "supervised_contrastive_loss", "DSA", "DSAConfig", "Plan",
     "StorageReport", "plan_budget", "FactorizedCollection", "select_coreset", "herding_select", "KNOWN_DATASETS", "ImageDataset", "load_dataset",
     "VAL_SEED", "validation_split",
-    "DistillConfig", "distill", "network_factory", "RECIPES", "recipe", "recipe_config", "BudgetError", "ConfigError", "DatasetNotFoundError",
+    "DistillConfig", "distill", "network_factory", "RECIPES", "recipe", "recipe_config", "config_plan", "BudgetError", "ConfigError", "DatasetNotFoundError",
     "DistillationInterrupted",
     "FormatError", "HabaError", "NonFiniteLossError", "UnknownNameError", "EvalConfig", "EvalResult", "evaluate",
     "HallucinatorBank", "HallucinatorConfig", "SyntheticSet", "FactorizedDataset", "KNOWN_NETWORKS",

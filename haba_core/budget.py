@@ -167,10 +167,13 @@ def plan_budget(*, image_shape: tuple[int, int, int], num_classes: int, paramete
 
     target = max(1, (ipc - 1) * image_numel // basis_numel)
     if rule == "fill":
-        fits = [(nh, (budget - cost(nh)) // per_class_basis) for nh in range(n_h, 0, -1)]
-        fits = [(nh, b) for nh, b in fits if b >= target]
+        fits = []  # (numbers stored, hallucinators, bases per class): the most stored wins, then more hallucinators
+        for nh in range(1, n_h + 1):
+            b = (budget - cost(nh)) // per_class_basis
+            if b >= target:
+                fits.append((b * per_class_basis + cost(nh), nh, b))
         if fits:
-            nh, b = max(fits, key=lambda f: (f[1] * per_class_basis + cost(f[0]), f[0]))
+            _, nh, b = max(fits)
             notes = [] if nh == n_h else [f"{nh} of {n_h} hallucinators leave the least of the budget unused "
                                           f"(fill rule): {b} bases per class"]
             return make(b, nh, budget, notes)

@@ -6,16 +6,13 @@ import pytest
 import torch
 
 from haba_cl.preflight import BANK_SHARE_NOTE, UNUSED_BUDGET_NOTE, bank_share_note, check_budget, unused_budget_note
-from haba_core import BudgetError, plan_budget
+from haba_core import BudgetError, config_plan, plan_budget
 from haba_core.data import ImageDataset
 from haba_core.distillation.recipes import recipe_config
 
 
 def _plan(ipc: int, name: str = "modest", **over):
-    cfg = recipe_config(name, **over)
-    return plan_budget(image_shape=(3, 32, 32), num_classes=10, parameterization=cfg.parameterization, ipc=ipc,
-                       hallucinators=cfg.hallucinators, hallucinator=cfg.hallucinator, downsample=cfg.downsample,
-                       rule=cfg.budget_rule)
+    return config_plan(recipe_config(name, ipc=ipc, **over), (3, 32, 32), 10)
 
 
 def test_bank_share_note_at_small_budgets_only():

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from ..adversary import Adversary, pairwise_cosine_loss
 from ..augment import DSA
-from ..budget import Plan, plan_budget
+from ..budget import Plan
 from ..coreset import herding_select
 from ..data import ImageDataset
 from ..errors import ConfigError, DistillationInterrupted, NonFiniteLossError
@@ -27,6 +27,7 @@ from ..preprocess import Preprocessor
 from ..runtime import resolve_device
 from .checkpoint import check_compatible, has_checkpoint, load_checkpoint, save_checkpoint
 from .config import DistillConfig
+from .plan import config_plan
 from .phases import PhaseHook, PhaseSequence
 from .precision import forward_precision
 
@@ -175,12 +176,7 @@ def distill(train: ImageDataset, config: DistillConfig, *, resume: bool = False,
     real_images = pre(train.images.to(device))
     pool = RealPool(real_images, train.labels.to(device), num_classes)
 
-    extra = objective_spec(config.objective).stored_numbers
-    plan = plan_budget(image_shape=image_shape, num_classes=num_classes, parameterization=config.parameterization,
-                       ipc=config.ipc if config.bpc is None else None, bpc=config.bpc,
-                       hallucinators=config.hallucinators, hallucinator=config.hallucinator,
-                       basis_channels=config.basis_channels, downsample=config.downsample,
-                       per_class_hallucinators=config.per_class_hallucinators, rule=config.budget_rule, extra=extra)
+    plan = config_plan(config, image_shape, num_classes)
     bases, labels = initial_bases(pool, plan, num_classes, config.basis_init, generator)
     synth = SyntheticSet(bases, labels, image_shape, num_classes, plan.num_hallucinators, config.hallucinator,
                          plan.per_class_hallucinators, generator=generator).to(device)
