@@ -114,6 +114,8 @@ def test_modest_recipe_matches_its_benchmark_variant():
     assert variant_config("modest", ipc=2) == recipe_config("modest", ipc=2, budget_rule="exact")
     # the recipe chosen on validation at DM IPC-11 is exactly the benchmarked frozen one-hallucination-per-step row
     assert variant_config("modest-fast-frozen", ipc=11, budget_rule="fill") == recipe_config("fixed-bank", ipc=11)
+    assert variant_config("modest-fast-fill-frozen", ipc=11) == recipe_config("fixed-bank", ipc=11)
+    assert variant_config("modest-fast-frozen", ipc=11) == recipe_config("fixed-bank", ipc=11, budget_rule="exact")
 
 
 @pytest.mark.timeout(480)
