@@ -108,6 +108,9 @@ VARIANTS["modest-h4"] = {**VARIANTS["modest"], "hallucinators": 4}
 # modest-fast under the fill rule (four hallucinators + 43 bases per class at CIFAR-10 IPC 11 instead of five + 42):
 # its frozen twin is what the `fixed-bank` recipe ships since the recipe took `fill` (session 16)
 VARIANTS["modest-fast-fill"] = {**VARIANTS["modest-fast"], "budget_rule": "fill"}
+# the recipe modest (fill rule) with the pretrained bank: pretraining was the one lever under which learning the
+# hallucinators paid on validation (session 7, five hallucinators)
+VARIANTS["modest-pre-fill"] = {**VARIANTS["modest-pre"], "budget_rule": "fill"}
 
 # bfloat16 forward passes for the distillation and adversary networks (issue 19): the same runs, faster
 VARIANTS["modest-bf16"] = {**VARIANTS["modest"], "precision": "bf16"}
@@ -117,7 +120,8 @@ VARIANTS["haba-pca-bf16"] = {**VARIANTS["haba-pca"], "precision": "bf16"}
 # hallucinators (convolutions and σ/μ) frozen at their initialisation — same bytes, same compute per step.
 FROZEN = {"lr_hallucinators": 0.0, "lr_affine": 0.0}
 for _name in ("modest", "haba-paper", "haba-pca", "modest-fast", "modest-mmd", "modest-mmd-h5", "modest-pre",
-              "modest-div", "modest-div10", "modest-h4", "modest-fast-fill"):
+              "modest-div", "modest-div10", "modest-h4", "modest-fast-fill",
+              "modest-pre-fill"):
     VARIANTS[f"{_name}-frozen"] = {**VARIANTS[_name], **FROZEN}
 
 
