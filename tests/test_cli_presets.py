@@ -9,7 +9,7 @@ from haba_cl.distill_cli import main
 from haba_cl.distill_settings import RunSettings, resolve
 from haba_core.config_layers import parse_set
 from haba_cl.presets import PRESET_DIR, list_presets, resolve_config
-from haba_core import ConfigError, plan_budget
+from haba_core import ConfigError, config_plan
 
 EXPECTED = {"cifar10-ipc1-mtt", "cifar10-ipc10-mtt", "cifar10-ipc50-mtt", "cifar100-ipc1-mtt", "cifar100-ipc10-mtt",
             "cifar100-ipc50-mtt", "svhn-ipc1-mtt", "svhn-ipc10-mtt", "svhn-ipc50-mtt", "mnist-ipc10-mtt",
@@ -40,9 +40,7 @@ def test_every_preset_parses_and_plans(name):
     assert s.eval_epochs == 1000 and s.eval_dsa
     shape, classes = SHAPES[dataset]
     n = int(ipc[3:])
-    plan = plan_budget(image_shape=shape, num_classes=classes, parameterization="haba",
-                       ipc=cfg.ipc if cfg.bpc is None else None, bpc=cfg.bpc, hallucinators=cfg.hallucinators,
-                       rule=cfg.budget_rule)
+    plan = config_plan(cfg, shape, classes)
     assert plan.num_hallucinators == 5 and plan.bpc == max(1, n - 1)  # the paper's BPC = IPC - 1
 
 
