@@ -213,16 +213,19 @@ def main(argv=None) -> None:
         train, test = load_pair(args.dataset, args.data_root, args.quick, args.test_limit, split=args.split)
         also = None
     seeds = seed_list(args)
+    name = (f"compute_matched_{args.dataset}_ipc{args.ipc}_{args.objective}{args.tag}"
+            f"{'' if args.split == 'test' else '_' + args.split}{'_quick' if args.quick else ''}")
+    meta = {"machine": machine_info(resolve_device(args.device)), "command": command_line(), "args": vars(args)}
     rows = []
     for seed in seeds:
         if not args.no_coreset:
             rows += [coreset_row(train, test, args, seed, m, also) for m in args.coresets.split(",")]
-        for name in [v for v in args.variants.split(",") if v]:  # "" = coreset rows only
-            rows.append(run_variant(name, train, test, args, seed, also))
-            print(f"{name} seed {seed}: {rows[-1]['acc']:.2f}% after {rows[-1]['iterations']} iterations", flush=True)
-    name = (f"compute_matched_{args.dataset}_ipc{args.ipc}_{args.objective}{args.tag}"
-            f"{'' if args.split == 'test' else '_' + args.split}{'_quick' if args.quick else ''}")
-    meta = {"machine": machine_info(resolve_device(args.device)), "command": command_line(), "args": vars(args)}
+        for variant in [v for v in args.variants.split(",") if v]:  # "" = coreset rows only
+            rows.append(run_variant(variant, train, test, args, seed, also))
+            print(f"{variant} seed {seed}: {rows[-1]['acc']:.2f}% after {rows[-1]['iterations']} iterations",
+                  flush=True)
+            # every finished row is on disk at once: a long study stopped early keeps what it measured
+            write_results(name, rows, {**meta, "partial": True}, args.out)
     write_results(name, rows, meta, args.out)
     # curves are documentation: full runs put them in docs/figures (committed), quick runs beside the JSON
     png = (Path(args.out) if args.quick else REPO_ROOT / "docs" / "figures") / f"{name}.png"

@@ -26,6 +26,7 @@ def test_compute_matched_quick(tmp_path):
          tmp_path)
     data = json.loads((tmp_path / "compute_matched_digits_ipc2_dm_val_quick.json").read_text())
     assert data["meta"]["args"]["split"] == "val"  # model selection never scores on the test split
+    assert "partial" not in data["meta"]  # the finished study's file, not a row-by-row one
     variants = {r["variant"] for r in data["rows"]}
     assert {"plain", "haba-pca", "random-coreset", "herding-coreset"} <= variants
     for r in data["rows"]:
@@ -182,6 +183,27 @@ def test_compute_matched_set_overrides_every_variant_last():
     assert run_config("modest", argparse.Namespace(**{**vars(args), "set": []}), 0).precision == "fp32"
     with pytest.raises(ConfigError, match="nosuch"):
         run_config("modest", argparse.Namespace(**{**vars(args), "set": ["nosuch=1"]}), 0)
+
+
+def test_compute_matched_keeps_finished_rows_when_stopped_early(tmp_path, monkeypatch):
+    """Each finished variant is written at once (marked partial): a long study stopped midway keeps its rows."""
+    import benchmarks.compute_matched as cm
+
+    done = []
+
+    def fake_variant(name, train, test, args, seed, also=None):
+        if done:
+            raise KeyboardInterrupt  # the study is stopped during its second variant
+        done.append(name)
+        return {"variant": name, "seed": seed, "acc": 50.0, "iterations": 3}
+
+    monkeypatch.setattr(cm, "run_variant", fake_variant)
+    out = tmp_path / "o"
+    with pytest.raises(KeyboardInterrupt):
+        cm.main(["--dataset", "digits", "--variants", "idc,modest", "--no-coreset", "--out", str(out),
+                 "--md", str(tmp_path / "b.md")])
+    data = json.loads((out / "compute_matched_digits_ipc2_dm_val.json").read_text())
+    assert data["meta"]["partial"] is True and [r["variant"] for r in data["rows"]] == ["idc"]
 
 
 def test_combine_merges_processes_and_pairs_by_seed(tmp_path):
