@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from haba_core import BudgetError, DistillConfig, ImageDataset, Plan
+from haba_core import FILL_MIN_UNUSED, BudgetError, DistillConfig, ImageDataset, Plan
 
 # A distillation step holds the bases with their gradients and optimiser state, and the composed images of
 # the step with their activations and gradients; this factor covers both, generously.
@@ -33,7 +33,7 @@ def bank_share_note(plan: Plan) -> str | None:
 
 
 # Share of an IPC budget a plan may leave unused before haba-distill points to ``--budget-rule fill``.
-UNUSED_BUDGET_NOTE = 0.05
+UNUSED_BUDGET_NOTE = FILL_MIN_UNUSED  # the share below which the fill rule keeps exact's plan
 
 
 def unused_budget_note(plan: Plan, fill: Plan) -> str | None:

@@ -7,7 +7,7 @@ from .adversary import Adversary, pairwise_cosine_loss, supervised_contrastive_l
 from .augment import DSA, DSAConfig
 from .atomic import write_json, write_safetensors
 from .json_document import read_json_document
-from .budget import BYTES_PER_NUMBER, Plan, StorageReport, basis_shape_for, plan_budget, storage_of
+from .budget import BYTES_PER_NUMBER, FILL_MIN_UNUSED, Plan, StorageReport, basis_shape_for, plan_budget, storage_of
 from .collection import FactorizedCollection, save_parts
 from .config_layers import check_table, merge_layers, parse_set
 from .coreset import herding_select, select_coreset
@@ -30,7 +30,7 @@ from .zca import ZCA
 
 __all__ = [
     "Adversary", "pairwise_cosine_loss", "supervised_contrastive_loss", "DSA", "DSAConfig", "Plan",
-    "StorageReport", "plan_budget", "FactorizedCollection", "select_coreset", "herding_select", "KNOWN_DATASETS", "ImageDataset", "load_dataset",
+    "StorageReport", "FILL_MIN_UNUSED", "plan_budget", "FactorizedCollection", "select_coreset", "herding_select", "KNOWN_DATASETS", "ImageDataset", "load_dataset",
     "VAL_SEED", "validation_split",
     "DistillConfig", "distill", "network_factory", "RECIPES", "recipe", "recipe_config", "config_plan", "BudgetError", "ConfigError", "DatasetNotFoundError",
     "DistillationInterrupted",

@@ -17,7 +17,10 @@ Rules for turning an IPC budget into (BPC, |H|):
   least of the budget unused once the rest is spent on bases (more hallucinators on ties). Where one more
   hallucinator would push the bank over a basis boundary, ``exact`` drops a basis per class and leaves the
   bytes unused (CIFAR-10 IPC 2, ``modest``'s five flat hallucinators: 6 bases per class, 89 % of the
-  budget); ``fill`` keeps four and 7 bases per class (98.6 %).
+  budget); ``fill`` keeps four and 7 bases per class (98.6 %). Only where ``exact`` leaves at least
+  :data:`FILL_MIN_UNUSED` of the budget unused: elsewhere ``fill`` is ``exact`` (CIFAR-10 IPC 11: 42 bases per
+  class + 5 hallucinators, 98.0 %, not 43 + 4 — the fifth hallucinator was worth more than the 43rd basis,
+  +1.3 validation for the fixed bank under DM, BENCHMARKS.md, issue 14, session 17).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from .factorization.hallucinator import HallucinatorConfig, bank_parameter_count
 
 BYTES_PER_NUMBER = 4  # float32
 RULES = ("exact", "paper", "fill")
+#: ``fill`` trades hallucinators for bases only where ``exact`` leaves at least this share of the budget unused
+FILL_MIN_UNUSED = 0.05
 
 
 @dataclass(frozen=True)
@@ -166,7 +171,9 @@ def plan_budget(*, image_shape: tuple[int, int, int], num_classes: int, paramete
         return plan
 
     target = max(1, (ipc - 1) * image_numel // basis_numel)
-    if rule == "fill":
+    exact_nh = next((nh for nh in range(n_h, 0, -1) if budget - cost(nh) >= target * per_class_basis), None)
+    exact_unused = None if exact_nh is None else (budget - cost(exact_nh)) % per_class_basis
+    if rule == "fill" and (exact_unused is None or exact_unused >= FILL_MIN_UNUSED * budget):
         fits = []  # (numbers stored, hallucinators, bases per class): the most stored wins, then more hallucinators
         for nh in range(1, n_h + 1):
             b = (budget - cost(nh)) // per_class_basis

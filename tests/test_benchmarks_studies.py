@@ -115,8 +115,14 @@ def test_modest_recipe_matches_its_benchmark_variant():
     assert variant_config("modest", ipc=2) == recipe_config("modest", ipc=2, budget_rule="exact")
     # the recipe chosen on validation at DM IPC-11 is exactly the benchmarked frozen one-hallucination-per-step row
     assert variant_config("modest-fast-frozen", ipc=11, budget_rule="fill") == recipe_config("fixed-bank", ipc=11)
-    assert variant_config("modest-fast-fill-frozen", ipc=11) == recipe_config("fixed-bank", ipc=11)
     assert variant_config("modest-fast-frozen", ipc=11) == recipe_config("fixed-bank", ipc=11, budget_rule="exact")
+    from haba_core import config_plan  # at IPC 11 exact leaves < 5 % unused, so fill plans as exact: 42 + 5
+    plans = {name: config_plan(cfg, (3, 32, 32), 10) for name, cfg in (
+        ("fixed-bank", recipe_config("fixed-bank", ipc=11)), ("five", variant_config("modest-fast-frozen", ipc=11)),
+        ("four", variant_config("modest-fast-h4-frozen", ipc=11)))}
+    assert (plans["fixed-bank"].bpc, plans["fixed-bank"].num_hallucinators) == (42, 5) == \
+        (plans["five"].bpc, plans["five"].num_hallucinators)
+    assert (plans["four"].bpc, plans["four"].num_hallucinators) == (43, 4)
 
 
 @pytest.mark.timeout(480)
