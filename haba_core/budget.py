@@ -171,6 +171,7 @@ def plan_budget(*, image_shape: tuple[int, int, int], num_classes: int, paramete
         return plan
 
     target = max(1, (ipc - 1) * image_numel // basis_numel)
+    # exact: the most of the requested hallucinators that fit next to the paper's BPC
     exact_nh = next((nh for nh in range(n_h, 0, -1) if budget - cost(nh) >= target * per_class_basis), None)
     exact_unused = None if exact_nh is None else (budget - cost(exact_nh)) % per_class_basis
     if rule == "fill" and (exact_unused is None or exact_unused >= FILL_MIN_UNUSED * budget):
@@ -185,13 +186,10 @@ def plan_budget(*, image_shape: tuple[int, int, int], num_classes: int, paramete
                                           f"(fill rule): {b} bases per class"]
             return make(b, nh, budget, notes)
     notes: list[str] = []
-    for nh in range(n_h, 0, -1):
-        left = budget - cost(nh)
-        if left >= target * per_class_basis:
-            b = left // per_class_basis
-            if nh < n_h:
-                notes.append(f"only {nh} of {n_h} hallucinators fit the budget next to {target} bases per class")
-            return make(b, nh, budget, notes)
+    if exact_nh is not None:
+        if exact_nh < n_h:
+            notes.append(f"only {exact_nh} of {n_h} hallucinators fit the budget next to {target} bases per class")
+        return make((budget - cost(exact_nh)) // per_class_basis, exact_nh, budget, notes)
     # Not even one hallucinator next to the paper's BPC: fall back to the most bases that fit with one.
     left = budget - each
     b = left // per_class_basis if left > 0 else 0
