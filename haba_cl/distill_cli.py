@@ -105,9 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--budget-rule", choices=BUDGET_RULES,
                    help="IPC → (bases, hallucinators): never exceed the budget, the paper's BPC = IPC−1 "
                         "with all hallucinators, or fill: never exceed it, with the number of hallucinators "
-                        "(up to those requested) that leaves the least unused where exact wastes >= 5%% (default: the "
-                        "recipe's: fill for modest "
-                        "and fixed-bank, exact for paper and paper-pca)")
+                        "(up to those requested) that leaves the least unused where exact wastes >= 5%% "
+                        "(default: the recipe's: fill for modest and fixed-bank, exact for paper and paper-pca)")
     g.add_argument("--iterations", type=int,
                    help=f"distillation iterations {_by_dataset(q['iterations'], _D.iterations)}")
     g.add_argument("--lr-bases", type=float,

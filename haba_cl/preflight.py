@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from haba_core import FILL_MIN_UNUSED, BudgetError, DistillConfig, ImageDataset, Plan
+from haba_core import BudgetError, DistillConfig, ImageDataset, Plan
 
 # A distillation step holds the bases with their gradients and optimiser state, and the composed images of
 # the step with their activations and gradients; this factor covers both, generously.
@@ -32,18 +32,14 @@ def bank_share_note(plan: Plan) -> str | None:
             f"higher on validation in every cell measured (BENCHMARKS.md, issue 14): check with --val-per-class")
 
 
-# Share of an IPC budget a plan may leave unused before haba-distill points to ``--budget-rule fill``.
-UNUSED_BUDGET_NOTE = FILL_MIN_UNUSED  # the share below which the fill rule keeps exact's plan
-
-
 def unused_budget_note(plan: Plan, fill: Plan) -> str | None:
-    """A note when ``plan`` leaves at least :data:`UNUSED_BUDGET_NOTE` of its budget unused and ``fill`` (the same
-    request under ``budget_rule="fill"``) stores more of it (``None`` otherwise)."""
+    """A note when ``fill`` (the same request under ``budget_rule="fill"``) stores more of the budget than ``plan``
+    (``None`` otherwise) — which the fill rule does only where ``plan`` leaves ``FILL_MIN_UNUSED`` of it unused."""
     budget = plan.budget_parameters
     if not budget or not plan.num_hallucinators:
         return None
     used, filled = plan.storage.data_parameters, fill.storage.data_parameters
-    if 1 - used / budget < UNUSED_BUDGET_NOTE or filled <= used:
+    if filled <= used:
         return None
     return (f"{plan.num_hallucinators} hallucinators and {plan.bpc} bases per class store {used / budget:.1%} of the "
             f"budget; --budget-rule fill stores {filled / budget:.1%} with {fill.num_hallucinators} and "

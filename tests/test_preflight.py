@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from haba_cl.preflight import BANK_SHARE_NOTE, UNUSED_BUDGET_NOTE, bank_share_note, check_budget, unused_budget_note
-from haba_core import BudgetError, config_plan, plan_budget
+from haba_cl.preflight import BANK_SHARE_NOTE, bank_share_note, check_budget, unused_budget_note
+from haba_core import FILL_MIN_UNUSED, BudgetError, config_plan, plan_budget
 from haba_core.data import ImageDataset
 from haba_core.distillation.recipes import recipe_config
 
@@ -30,7 +30,7 @@ def test_bank_share_note_at_small_budgets_only():
 
 def test_unused_budget_note_points_to_the_fill_rule():
     exact, fill = _plan(2, budget_rule="exact"), _plan(2, budget_rule="fill")
-    assert 1 - exact.storage.data_parameters / exact.budget_parameters >= UNUSED_BUDGET_NOTE  # 11 % unused
+    assert 1 - exact.storage.data_parameters / exact.budget_parameters >= FILL_MIN_UNUSED  # 11 % unused
     note = unused_budget_note(exact, fill)
     assert note is not None and "store 88.9% of the budget" in note and "fill stores 98.6% with 4 and 7" in note
     assert unused_budget_note(fill, fill) is None  # nothing more to store
