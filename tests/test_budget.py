@@ -1,6 +1,6 @@
 import pytest
 
-from haba_core import BudgetError, HallucinatorConfig, plan_budget
+from haba_core import FILL_MIN_UNUSED, BudgetError, HallucinatorConfig, plan_budget
 from haba_core.budget import storage_of
 
 
@@ -88,14 +88,13 @@ def test_fill_rule_keeps_the_basis_exact_drops():
 def test_fill_rule_keeps_the_exact_plan_when_it_wastes_little():
     """Under ``FILL_MIN_UNUSED`` left unused, fill is exact: CIFAR-10 IPC 11, modest's bank, 42 + 5 (98.0 %), not
     43 + 4 (99.7 %) — the trade measured worse on validation (issue 14, session 17)."""
-    from haba_core import FILL_MIN_UNUSED
-
     h = HallucinatorConfig(init="pca", affine_stride=2, layout="flat")
     kw = dict(parameterization="idc-haba", ipc=11, hallucinator=h)
     exact, fill = plan(**kw, rule="exact"), plan(**kw, rule="fill")
     assert 1 - exact.storage.data_parameters / exact.budget_parameters < FILL_MIN_UNUSED
     assert (fill.bpc, fill.num_hallucinators, fill.notes) == (exact.bpc, exact.num_hallucinators, []) == (42, 5, [])
-    assert (plan(**kw, hallucinators=4).bpc, plan(**kw, hallucinators=4).num_hallucinators) == (43, 4)
+    four = plan(**kw, hallucinators=4)
+    assert (four.bpc, four.num_hallucinators) == (43, 4)
 
 
 def test_fill_rule_never_leaves_more_unused_than_exact():
@@ -114,6 +113,6 @@ def test_fill_rule_never_leaves_more_unused_than_exact():
                     fill = plan(**kw, rule="fill")
                     assert fill.within_budget and 1 <= fill.num_hallucinators <= n_h
                     assert fill.storage.data_parameters >= exact.storage.data_parameters
-                    wastes_little = 1 - exact.storage.data_parameters / exact.budget_parameters < 0.05
+                    wastes_little = 1 - exact.storage.data_parameters / exact.budget_parameters < FILL_MIN_UNUSED
                     if wastes_little or fill.storage.data_parameters == exact.storage.data_parameters:
                         assert (fill.bpc, fill.num_hallucinators) == (exact.bpc, exact.num_hallucinators)
