@@ -61,8 +61,11 @@ def method_config(method: str, objective: str, ipc: int, args, seed: int) -> Dis
         # hallucinators pretrained on real same-class neighbour pairs first (issue 14's lead; inside the budget)
         "modest-pre": dict(hallucinator_pretrain_steps=300),
         "modest-pre-frozen": dict(hallucinator_pretrain_steps=300, **FROZEN),
+        # the recipe fixed-bank (PCA bank at lr 0, one hallucination per basis per step) and its learned twin
+        "fixed-bank": {},
+        "modest-fast": dict(hallucinators_per_step=1, hallucinator_pairing="per_basis"),
     }
-    base = "modest" if method.startswith("modest") else "paper"
+    base = method if method == "fixed-bank" else "modest" if method.startswith("modest") else "paper"
     cfg = recipe_config(base, **common, **table[method])
     cfg.dm.batch_real = args.batch_real
     if objective == "mtt":
