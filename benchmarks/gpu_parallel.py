@@ -168,7 +168,9 @@ def launch(args, argv) -> int:
     base = [a for a in argv if a]
     procs = []
     log = open(out / "jobs.log", "a")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    root = str(Path(__file__).resolve().parents[1])  # the children import this tree's benchmarks, wherever they start
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
     for objective, ipc, methods in args.cell:
         for seed in (int(s) for s in args.seeds.split(",") if s):
             for method in methods:
