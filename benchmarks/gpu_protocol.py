@@ -58,7 +58,8 @@ def method_config(method: str, objective: str, ipc: int, args, seed: int) -> Dis
         "haba-paper-frozen": {**paper_haba, **FROZEN},
         "modest": {},
         "modest-frozen": dict(FROZEN),
-        # hallucinators pretrained on real same-class neighbour pairs first (issue 14's lead; inside the budget)
+        # hallucinators pretrained on real same-class neighbour pairs first (issue 14's lead; the 300 steps run
+        # before the distillation clock starts, so they come on top of --distill-s)
         "modest-pre": dict(hallucinator_pretrain_steps=300),
         "modest-pre-frozen": dict(hallucinator_pretrain_steps=300, **FROZEN),
         # the recipe fixed-bank (PCA bank at lr 0, one hallucination per basis per step) and its learned twin

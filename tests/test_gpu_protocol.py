@@ -77,3 +77,15 @@ def test_dm_only_runs_no_mtt_and_pretrained_rows_are_configured(tmp_path):
     frozen = gpu_protocol.method_config("modest-pre-frozen", "dm", 2, args, 0)
     assert pre.hallucinator_pretrain_steps == frozen.hallucinator_pretrain_steps == 300
     assert pre.lr_hallucinators > 0 and frozen.lr_hallucinators == 0.0
+
+
+def test_fixed_bank_row_is_the_recipe_and_modest_fast_its_learned_twin():
+    args = gpu_protocol.parse_args(["--data", "x", "--out", "y", "--device", "cpu"])
+    fixed = gpu_protocol.method_config("fixed-bank", "dm", 11, args, 0)
+    learned = gpu_protocol.method_config("modest-fast", "dm", 11, args, 0)
+    for cfg in (fixed, learned):
+        assert cfg.parameterization == "idc-haba" and cfg.hallucinators_per_step == 1
+        assert cfg.hallucinator_pairing == "per_basis" and cfg.net_width == args.width
+    assert fixed.lr_hallucinators == 0.0 and fixed.lr_affine == 0.0
+    assert learned.lr_hallucinators > 0.0 and learned.lr_affine != 0.0
+    assert fixed.resolved_lr_bases == learned.resolved_lr_bases
