@@ -67,6 +67,8 @@ def parse_args(argv=None):
     p.add_argument("--job", help=argparse.SUPPRESS)  # objective:ipc:method:seed — one child process
     p.add_argument("--stop-at", type=float, help=argparse.SUPPRESS)  # the launcher's deadline (epoch seconds)
     args = p.parse_args(argv)
+    if any(len(pair.split(":")) != 2 for pair in args.pairs.split(",") if pair):
+        p.error(f"--pairs wants a:b,c:d,..., got {args.pairs!r}")
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.smoke:
@@ -160,6 +162,8 @@ def launch(args, argv) -> int:
     t0 = time.time()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    for name in ("rows.jsonl", "jobs.log"):  # this run's files: an earlier run's rows must not mix in
+        (out / name).unlink(missing_ok=True)
     src = args.data if args.data.startswith("imagefolder:") else f"imagefolder:{args.data}"
     train = load_dataset(src, split="train")
     load_dataset(src, split="test")
@@ -183,6 +187,7 @@ def launch(args, argv) -> int:
             p.wait(timeout=max(1.0, stop_at + 30 - time.time()))
         except subprocess.TimeoutExpired:
             p.kill()
+            p.wait()
     log.close()
     rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines() if line.strip()] \
         if (out / "rows.jsonl").exists() else []

@@ -16,6 +16,8 @@ def test_cell_syntax_is_checked():
     for bad in ("dm:11", "mtt:2:idc", "dm:0:idc", "dm:two:idc", "dm:2:"):
         with pytest.raises(argparse.ArgumentTypeError):
             gpu_parallel.parse_cell(bad)
+    with pytest.raises(SystemExit):
+        gpu_parallel.parse_args(["--data", "x", "--out", "y", "--pairs", "a:b,c"])
 
 
 def test_paired_differences_and_the_cross_architecture_mean():
@@ -36,6 +38,8 @@ def test_paired_differences_and_the_cross_architecture_mean():
 
 def test_launcher_runs_each_job_in_its_own_process_and_merges_the_rows(tmp_path):
     out = tmp_path / "out"
+    out.mkdir()
+    (out / "rows.jsonl").write_text('{"stale": true}\n')  # an earlier run's rows must not mix in
     assert gpu_parallel.main(["--smoke", "--device", "cpu", "--data", str(tiny_cifar(tmp_path)), "--out", str(out),
                               "--cell", "dm:2:idc,plain", "--seeds", "0", "--cross-archs", "AlexNet",
                               "--deadline-s", "240", "--pairs", "idc:plain"]) == 0
