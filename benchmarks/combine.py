@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from pathlib import Path
 
 from .compute_matched import summarise, summary_columns
@@ -36,14 +37,19 @@ def load_rows(paths: list[Path]) -> list[dict]:
     return rows
 
 
-def paired(rows: list[dict], a: str, b: str, key: str = "acc") -> dict | None:
-    """``a − b`` on ``key`` for every seed both variants ran: per-seed values, mean ± std, seeds where a leads."""
+def paired(rows: list[dict], a: str, b: str, key: str = "acc", sample_std: bool = True) -> dict | None:
+    """``a − b`` on ``key`` for every seed both variants ran: per-seed values, mean ± std, seeds where a leads.
+
+    ``sample_std=False`` gives the population std (the GPU protocol's tables use it for their seeds too).
+    """
     by_seed = {(r["variant"], r["seed"]): r[key] for r in rows if key in r}
     seeds = sorted(s for (v, s) in by_seed if v == a and (b, s) in by_seed)
     if not seeds:
         return None
     deltas = [by_seed[(a, s)] - by_seed[(b, s)] for s in seeds]
     m, s = mean_std(deltas)
+    if not sample_std:
+        s = statistics.pstdev(deltas)
     return {"comparison": f"{a} − {b}", "key": key, "per seed": ", ".join(f"{d:+.2f}" for d in deltas),
             "mean ± std": f"{m:+.2f} ± {s:.2f}", "ahead": f"{sum(d > 0 for d in deltas)}/{len(deltas)}"}
 

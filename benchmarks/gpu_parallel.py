@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -29,10 +28,13 @@ from pathlib import Path
 
 import torch
 
-from haba_core import EvalConfig, distill, evaluate, load_dataset
+from haba_core import EvalConfig, distill, load_dataset
 from haba_core.atomic import atomic_path
 
-from .gpu_protocol import CROSS_ARCHS, method_config, render
+from .combine import paired as paired_difference
+from .combine import parse_pairs
+from .cross_arch import arch_mean
+from .gpu_protocol import CROSS_ARCHS, data_source, distill_extra, method_config, render, scored_row
 
 
 def parse_cell(text: str) -> tuple[str, int, list[str]]:
@@ -67,8 +69,7 @@ def parse_args(argv=None):
     p.add_argument("--job", help=argparse.SUPPRESS)  # objective:ipc:method:seed — one child process
     p.add_argument("--stop-at", type=float, help=argparse.SUPPRESS)  # the launcher's deadline (epoch seconds)
     args = p.parse_args(argv)
-    if any(len(pair.split(":")) != 2 for pair in args.pairs.split(",") if pair):
-        p.error(f"--pairs wants a:b,c:d,..., got {args.pairs!r}")
+    parse_pairs(args.pairs)  # a malformed --pairs stops here with one line, before any work
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     if args.smoke:
@@ -88,35 +89,26 @@ def run_job(args) -> int:
     """One child: distil one set for ``--distill-s`` seconds, then evaluate it while the deadline allows."""
     torch.set_num_threads(1)
     objective, ipc, method, seed = args.job.split(":")
-    ipc, seed = int(ipc), int(seed)
+    key = (objective, int(ipc), method, int(seed))
     out = Path(args.out)
-    src = args.data if args.data.startswith("imagefolder:") else f"imagefolder:{args.data}"
+    src = data_source(args.data)
     train, test = load_dataset(src, split="train"), load_dataset(src, split="test")
-    key = {"objective": objective, "ipc": ipc, "method": method, "seed": seed}
     try:
-        cfg = method_config(method, objective, ipc, args, seed)
+        cfg = method_config(method, objective, key[1], args, key[3])
         t = time.perf_counter()
         data = distill(train, cfg)
-        tm = data.meta["timings"]
-        extra = {"iterations": tm["iterations_run"], "distill_s": round(time.perf_counter() - t, 1),
-                 "it_per_s": round(1.0 / tm["iteration_s"], 2) if tm["iteration_s"] else None,
-                 "bpc": data.meta["budget"]["bpc"], "H": data.num_hallucinators}
+        extra = distill_extra(data, time.perf_counter() - t)
     except Exception as exc:
-        append_line(out / "rows.jsonl", {**key, "arch": "-", "error": f"{type(exc).__name__}: {exc}"[:300]})
+        append_line(out / "rows.jsonl", dict(zip(("objective", "ipc", "method", "seed"), key), arch="-",
+                                             error=f"{type(exc).__name__}: {exc}"[:300]))
         return 1
-    st = data.storage()
     plan = [("ConvNet", args.runs)] + [(a, 1) for a in args.cross_archs.split(",") if a]
     for arch, runs in plan:
         if args.stop_at is not None and time.time() > args.stop_at:
             break
-        ev = EvalConfig(arch=arch, runs=runs, epochs=args.eval_epochs, net_width=args.width, seed=seed,
+        ev = EvalConfig(arch=arch, runs=runs, epochs=args.eval_epochs, net_width=args.width, seed=key[3],
                         device=args.device)
-        try:
-            r = evaluate(data, test, ev)
-            row = {**key, "arch": arch, "acc": r.mean, "acc_runs": r.accuracies, "eval_s": round(r.train_seconds, 1),
-                   "stored_bytes": st.bytes, "ipc_equivalent": round(st.ipc_equivalent, 3), **extra}
-        except Exception as exc:
-            row = {**key, "arch": arch, "error": f"{type(exc).__name__}: {exc}"[:300], **extra}
+        row = scored_row(key, data, test, ev, extra)
         append_line(out / "rows.jsonl", row)
         print(f"{args.job} {arch}: {row.get('acc', row.get('error'))} ({extra['iterations']} it)", flush=True)
     return 0
@@ -126,31 +118,28 @@ def with_cross_arch_mean(rows: list[dict], archs: list[str]) -> list[dict]:
     """``rows`` plus, per set that has a score on every one of ``archs``, a row holding their mean."""
     out = list(rows)
     scored = [r for r in rows if "acc" in r]
-    for key in dict.fromkeys((r["objective"], r["ipc"], r["method"], r["seed"]) for r in scored):
-        accs = {r["arch"]: r["acc"] for r in scored if (r["objective"], r["ipc"], r["method"], r["seed"]) == key}
-        if archs and all(a in accs for a in archs):
-            out.append(dict(zip(("objective", "ipc", "method", "seed"), key),
-                            arch="mean of " + " / ".join(archs), acc=statistics.fmean(accs[a] for a in archs)))
+    for cell in dict.fromkeys((r["objective"], r["ipc"]) for r in scored):
+        sets = [{**r, "variant": r["method"]} for r in scored if (r["objective"], r["ipc"]) == cell]
+        for method, seed in dict.fromkeys((r["method"], r["seed"]) for r in sets):
+            mean = arch_mean(sets, method, seed, archs)
+            if mean is not None:
+                out.append({"objective": cell[0], "ipc": cell[1], "method": method, "seed": seed,
+                            "arch": "mean of " + " / ".join(archs), "acc": mean})
     return out
 
 
 def paired(rows: list[dict], pairs: str) -> list[str]:
-    """Markdown lines: per cell and architecture, a − b per seed, mean ± std, seeds where a > b."""
+    """Markdown lines: per cell and network, a − b per seed, mean ± population std (as the GPU tables), seeds ahead."""
     lines = []
-    for pair in [p for p in pairs.split(",") if p]:
-        a, b = pair.split(":")
-        cells = dict.fromkeys((r["objective"], r["ipc"], r["arch"]) for r in rows if "acc" in r)
+    cells = dict.fromkeys((r["objective"], r["ipc"], r["arch"]) for r in rows if "acc" in r)
+    for a, b in parse_pairs(pairs):
         for cell in sorted(cells, key=lambda c: (c[0], c[1])):  # stable: networks keep their order
-            acc = {(r["method"], r["seed"]): r["acc"] for r in rows if (r["objective"], r["ipc"], r["arch"]) == cell
-                   and "acc" in r}
-            seeds = sorted(s for (m, s) in acc if m == a and (b, s) in acc)
-            if not seeds:
-                continue
-            d = [acc[(a, s)] - acc[(b, s)] for s in seeds]
-            sd = statistics.pstdev(d) if len(d) > 1 else 0.0
-            lines.append(f"| {cell[0].upper()} IPC-{cell[1]} | {cell[2]} | {a} − {b} | "
-                         + ", ".join(f"{x:+.2f}" for x in d)
-                         + f" | {statistics.fmean(d):+.2f} ± {sd:.2f} | {sum(x > 0 for x in d)}/{len(d)} |")
+            sets = [{**r, "variant": r["method"]} for r in rows
+                    if (r["objective"], r["ipc"], r["arch"]) == cell and "acc" in r]
+            d = paired_difference(sets, a, b, sample_std=False)
+            if d is not None:
+                lines.append(f"| {cell[0].upper()} IPC-{cell[1]} | {cell[2]} | {d['comparison']} | {d['per seed']} | "
+                             f"{d['mean ± std']} | {d['ahead']} |")
     if lines:
         lines = ["", "| cell | network | difference | per seed | mean ± std | seeds ahead |", "|---|---|---|---|---|---|",
                  *lines]
@@ -164,7 +153,7 @@ def launch(args, argv) -> int:
     out.mkdir(parents=True, exist_ok=True)
     for name in ("rows.jsonl", "jobs.log"):  # this run's files: an earlier run's rows must not mix in
         (out / name).unlink(missing_ok=True)
-    src = args.data if args.data.startswith("imagefolder:") else f"imagefolder:{args.data}"
+    src = data_source(args.data)
     train = load_dataset(src, split="train")
     load_dataset(src, split="test")
     print(f"[{time.time() - t0:6.1f}s] data: {len(train)} train images; starting jobs", flush=True)

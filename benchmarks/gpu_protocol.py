@@ -75,6 +75,32 @@ def method_config(method: str, objective: str, ipc: int, args, seed: int) -> Dis
     return cfg
 
 
+def data_source(path: str) -> str:
+    """The ``load_dataset`` name of a CIFAR-10 ImageFolder archive or directory."""
+    return path if path.startswith("imagefolder:") else f"imagefolder:{path}"
+
+
+def distill_extra(data, seconds: float) -> dict:
+    """The distillation columns of a distilled set's rows: iterations, wall-clock, rate, plan."""
+    tm = data.meta["timings"]
+    return {"iterations": tm["iterations_run"], "distill_s": round(seconds, 1),
+            "it_per_s": round(1.0 / tm["iteration_s"], 2) if tm["iteration_s"] else None,
+            "bpc": data.meta["budget"]["bpc"], "H": data.num_hallucinators, "learned_lr": data.learned_lr}
+
+
+def scored_row(key: tuple, data, test, ev: EvalConfig, extra: dict) -> dict:
+    """One row: ``data`` (key = objective, ipc, method, seed) trained on ``ev.arch`` and scored; a failure is a row."""
+    objective, ipc, method, seed = key
+    head = {"objective": objective, "ipc": ipc, "method": method, "seed": seed, "arch": ev.arch}
+    try:
+        r = evaluate(data, test, ev)
+        st = data.storage()
+        return {**head, "acc": r.mean, "acc_runs": r.accuracies, "eval_s": round(r.train_seconds, 1),
+                "stored_bytes": st.bytes, "ipc_equivalent": round(st.ipc_equivalent, 3), **extra}
+    except Exception as exc:  # a failed row is reported, the protocol goes on
+        return {**head, "error": f"{type(exc).__name__}: {exc}"[:300], **extra}
+
+
 class Protocol:
     def __init__(self, args):
         self.args = args
@@ -106,15 +132,7 @@ class Protocol:
         objective, ipc, method, seed = key
         ev = EvalConfig(arch=arch, runs=runs, epochs=self.args.eval_epochs, net_width=self.args.width, seed=seed,
                         device=self.args.device)
-        try:
-            r = evaluate(data, test, ev)
-            st = data.storage()
-            row = {"objective": objective, "ipc": ipc, "method": method, "seed": seed, "arch": arch,
-                   "acc": r.mean, "acc_runs": r.accuracies, "eval_s": round(r.train_seconds, 1),
-                   "stored_bytes": st.bytes, "ipc_equivalent": round(st.ipc_equivalent, 3), **extra}
-        except Exception as exc:  # a failed row is reported, the protocol goes on
-            row = {"objective": objective, "ipc": ipc, "method": method, "seed": seed, "arch": arch,
-                   "error": f"{type(exc).__name__}: {exc}"[:300], **extra}
+        row = scored_row(key, data, test, ev, extra)
         self.rows.append(row)
         self.log(f"{objective} ipc{ipc} {method:18s} s{seed} {arch:8s} "
                  + (f"{row['acc']:.2f}%" if "acc" in row else row["error"]))
@@ -132,11 +150,7 @@ class Protocol:
                 cfg = method_config(method, objective, ipc, args, seed)
                 t = time.perf_counter()
                 data = distill(train, cfg, trajectories=trajectories, preprocessor=pre)
-                tm = data.meta["timings"]
-                extra = {"iterations": tm["iterations_run"], "distill_s": round(time.perf_counter() - t, 1),
-                         "it_per_s": round(1.0 / tm["iteration_s"], 2) if tm["iteration_s"] else None,
-                         "bpc": data.meta["budget"]["bpc"], "H": data.num_hallucinators,
-                         "learned_lr": data.learned_lr}
+                extra = distill_extra(data, time.perf_counter() - t)
         except Exception as exc:
             self.rows.append({"objective": objective, "ipc": ipc, "method": method, "seed": seed, "arch": "-",
                               "error": f"{type(exc).__name__}: {exc}"[:300]})
@@ -264,7 +278,7 @@ def main(argv=None) -> int:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     P = Protocol(args)
-    src = args.data if args.data.startswith("imagefolder:") else f"imagefolder:{args.data}"
+    src = data_source(args.data)
     train, test = load_dataset(src, split="train"), load_dataset(src, split="test")
     P.log(f"data: {len(train)} train / {len(test)} test images, device {args.device} {P.meta.get('gpu', '')}")
     P.meta["checks"] = []
