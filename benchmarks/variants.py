@@ -120,6 +120,11 @@ VARIANTS["modest-pre-fill-mmd"] = {**VARIANTS["modest-pre-fill"], "dm": {"match"
 # behind the PCA bank); the hypothesis is that larger steps let it repair more within the same compute
 VARIANTS["modest-pre-adam3"] = {**VARIANTS["modest-pre"], "lr_hallucinators": 1e-3}
 
+# the pretrained bank under fixed-bank's step structure (one hallucination per basis per step): learning the
+# pretrained bank paid at IPC 11 (session 19) but a modest step composes two hallucinations per basis, so it got half
+# IDC's iterations; here it gets fixed-bank's, and "-frozen" is fixed-bank with the pretrained bank instead of PCA's
+VARIANTS["modest-pre-fast"] = {**VARIANTS["modest-fast"], "hallucinator_pretrain_steps": 300}
+
 # bfloat16 forward passes for the distillation and adversary networks (issue 19): the same runs, faster
 VARIANTS["modest-bf16"] = {**VARIANTS["modest"], "precision": "bf16"}
 VARIANTS["haba-pca-bf16"] = {**VARIANTS["haba-pca"], "precision": "bf16"}
@@ -129,7 +134,7 @@ VARIANTS["haba-pca-bf16"] = {**VARIANTS["haba-pca"], "precision": "bf16"}
 FROZEN = {"lr_hallucinators": 0.0, "lr_affine": 0.0}
 for _name in ("modest", "haba-paper", "haba-pca", "modest-fast", "modest-mmd", "modest-mmd-h5", "modest-pre",
               "modest-div", "modest-div10", "modest-h4", "modest-fast-h4",
-              "modest-pre-fill", "modest-pre-fill-mmd"):
+              "modest-pre-fill", "modest-pre-fill-mmd", "modest-pre-fast"):
     VARIANTS[f"{_name}-frozen"] = {**VARIANTS[_name], **FROZEN}
 
 
