@@ -83,7 +83,7 @@ def test_compute_matched_summary_reports_the_test_column_beside_validation():
 def test_frozen_variants_freeze_only_the_hallucinators():
     from benchmarks.variants import variant_config
 
-    for name in ("modest", "modest-div", "modest-pre", "modest-pre-fill-mmd"):
+    for name in ("modest", "modest-div", "modest-pre", "modest-pre-fill-mmd", "modest-pre-fast"):
         learned, frozen = variant_config(name, ipc=2), variant_config(f"{name}-frozen", ipc=2)
         assert frozen.resolved_lr_hallucinators == 0.0 and frozen.lr_affine == 0.0
         frozen.lr_hallucinators, frozen.lr_affine = learned.lr_hallucinators, learned.lr_affine
@@ -92,6 +92,8 @@ def test_frozen_variants_freeze_only_the_hallucinators():
     assert div.adversary_renew and div.lambda_cos == 1.0 and div.hallucinators_per_step > 1  # L_cos is active
     mmd = variant_config("modest-pre-fill-mmd-frozen", ipc=2)
     assert (mmd.dm.match, mmd.budget_rule, mmd.hallucinator_pretrain_steps) == ("mmd", "fill", 300)
+    fast = variant_config("modest-pre-fast-frozen", ipc=11)  # fixed-bank's step structure, pretrained bank
+    assert (fast.hallucinators_per_step, fast.hallucinator_pairing, fast.hallucinator_pretrain_steps) == (1, "per_basis", 300)
 
 
 def test_federated_overrides_and_first_seed():
