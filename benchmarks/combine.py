@@ -50,8 +50,13 @@ def paired(rows: list[dict], a: str, b: str, key: str = "acc", sample_std: bool 
     m, s = mean_std(deltas)
     if not sample_std:
         s = statistics.pstdev(deltas)
-    return {"comparison": f"{a} − {b}", "key": key, "per seed": ", ".join(f"{d:+.2f}" for d in deltas),
-            "mean ± std": f"{m:+.2f} ± {s:.2f}", "ahead": f"{sum(d > 0 for d in deltas)}/{len(deltas)}"}
+    return {"comparison": f"{a} − {b}", "key": key, "per seed": ", ".join(signed(d) for d in deltas),
+            "mean ± std": f"{signed(m)} ± {s:.2f}", "ahead": f"{sum(d > 0 for d in deltas)}/{len(deltas)}"}
+
+
+def signed(value: float) -> str:
+    """``+1.23`` / ``−1.23`` with the minus sign the tables' prose uses (not ASCII '-')."""
+    return f"{value:+.2f}".replace("-", "−")
 
 
 def render(rows: list[dict], pairs: list[tuple[str, str]]) -> str:

@@ -228,8 +228,8 @@ def test_combine_merges_processes_and_pairs_by_seed(tmp_path):
     (tmp_path / "b.json").write_text(json.dumps({"rows": [row("idc", 1, 41, 31), row("haba", 1, 40, 33)]}))
     rows = load_rows([tmp_path / "a.json", tmp_path / "b.json"])
     d = paired(rows, "haba", "idc")
-    assert (d["per seed"], d["mean ± std"], d["ahead"]) == ("+2.00, -1.00", "+0.50 ± 2.12", "1/2")
-    assert paired(rows, "haba", "idc", "acc_test")["per seed"] == "-1.00, +2.00"
+    assert (d["per seed"], d["mean ± std"], d["ahead"]) == ("+2.00, −1.00", "+0.50 ± 2.12", "1/2")
+    assert paired(rows, "haba", "idc", "acc_test")["per seed"] == "−1.00, +2.00"
     assert paired(rows, "haba", "plain") is None
     main([str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--pairs", "haba:idc"])
     with pytest.raises(SystemExit, match="idc seed 0 is in both"):

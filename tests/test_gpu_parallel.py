@@ -31,7 +31,7 @@ def test_paired_differences_and_the_cross_architecture_mean():
     assert [(r["method"], r["seed"], r["acc"]) for r in means] == [("a", 0, 35.0), ("b", 0, 33.0)]  # seed 1 incomplete
     lines = gpu_parallel.paired(full, "a:b")
     conv = next(line for line in lines if "| ConvNet |" in line)
-    assert "+1.00, -1.00" in conv and "+0.00 ± 1.00" in conv and "1/2" in conv
+    assert "+1.00, −1.00" in conv and "+0.00 ± 1.00" in conv and "1/2" in conv
     mean = next(line for line in lines if "mean of VGG11 / AlexNet" in line)
     assert "+2.00 ± 0.00" in mean and "1/1" in mean
 
