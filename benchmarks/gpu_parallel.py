@@ -34,7 +34,7 @@ from haba_core.atomic import atomic_path
 from .combine import paired as paired_difference
 from .combine import parse_pairs
 from .cross_arch import arch_mean
-from .gpu_protocol import CROSS_ARCHS, data_source, distill_extra, method_config, render, scored_row
+from .gpu_protocol import CROSS_ARCHS, data_source, distill_extra, failed_row, method_config, render, scored_row
 
 
 def parse_cell(text: str) -> tuple[str, int, list[str]]:
@@ -99,8 +99,7 @@ def run_job(args) -> int:
         data = distill(train, cfg)
         extra = distill_extra(data, time.perf_counter() - t)
     except Exception as exc:
-        append_line(out / "rows.jsonl", dict(zip(("objective", "ipc", "method", "seed"), key), arch="-",
-                                             error=f"{type(exc).__name__}: {exc}"[:300]))
+        append_line(out / "rows.jsonl", failed_row(key, "-", exc))
         return 1
     plan = [("ConvNet", args.runs)] + [(a, 1) for a in args.cross_archs.split(",") if a]
     for arch, runs in plan:
@@ -114,12 +113,17 @@ def run_job(args) -> int:
     return 0
 
 
+def as_variants(rows: list[dict]) -> list[dict]:
+    """Scored rows with ``variant`` = ``method``: the shape benchmarks.combine / cross_arch pair by."""
+    return [{**r, "variant": r["method"]} for r in rows if "acc" in r]
+
+
 def with_cross_arch_mean(rows: list[dict], archs: list[str]) -> list[dict]:
     """``rows`` plus, per set that has a score on every one of ``archs``, a row holding their mean."""
     out = list(rows)
     scored = [r for r in rows if "acc" in r]
     for cell in dict.fromkeys((r["objective"], r["ipc"]) for r in scored):
-        sets = [{**r, "variant": r["method"]} for r in scored if (r["objective"], r["ipc"]) == cell]
+        sets = as_variants([r for r in scored if (r["objective"], r["ipc"]) == cell])
         for method, seed in dict.fromkeys((r["method"], r["seed"]) for r in sets):
             mean = arch_mean(sets, method, seed, archs)
             if mean is not None:
@@ -134,8 +138,7 @@ def paired(rows: list[dict], pairs: str) -> list[str]:
     cells = dict.fromkeys((r["objective"], r["ipc"], r["arch"]) for r in rows if "acc" in r)
     for a, b in parse_pairs(pairs):
         for cell in sorted(cells, key=lambda c: (c[0], c[1])):  # stable: networks keep their order
-            sets = [{**r, "variant": r["method"]} for r in rows
-                    if (r["objective"], r["ipc"], r["arch"]) == cell and "acc" in r]
+            sets = as_variants([r for r in rows if (r["objective"], r["ipc"], r["arch"]) == cell])
             d = paired_difference(sets, a, b, sample_std=False)
             if d is not None:
                 lines.append(f"| {cell[0].upper()} IPC-{cell[1]} | {cell[2]} | {d['comparison']} | {d['per seed']} | "
@@ -160,24 +163,23 @@ def launch(args, argv) -> int:
     stop_at = t0 + args.deadline_s
     base = [a for a in argv if a]
     procs = []
-    log = open(out / "jobs.log", "a")
     root = str(Path(__file__).resolve().parents[1])  # the children import this tree's benchmarks, wherever they start
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)}
-    for objective, ipc, methods in args.cell:
-        for seed in (int(s) for s in args.seeds.split(",") if s):
-            for method in methods:
-                cmd = [sys.executable, "-m", "benchmarks.gpu_parallel", *base,
-                       "--job", f"{objective}:{ipc}:{method}:{seed}", "--stop-at", str(stop_at)]
-                procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env))
-    print(f"[{time.time() - t0:6.1f}s] {len(procs)} jobs running", flush=True)
-    for p in procs:
-        try:
-            p.wait(timeout=max(1.0, stop_at + 30 - time.time()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    log.close()
+    with open(out / "jobs.log", "a") as log:
+        for objective, ipc, methods in args.cell:
+            for seed in (int(s) for s in args.seeds.split(",") if s):
+                for method in methods:
+                    cmd = [sys.executable, "-m", "benchmarks.gpu_parallel", *base,
+                           "--job", f"{objective}:{ipc}:{method}:{seed}", "--stop-at", str(stop_at)]
+                    procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env))
+        print(f"[{time.time() - t0:6.1f}s] {len(procs)} jobs running", flush=True)
+        for p in procs:
+            try:
+                p.wait(timeout=max(1.0, stop_at + 30 - time.time()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
     rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines() if line.strip()] \
         if (out / "rows.jsonl").exists() else []
     meta = {"command": "python -m benchmarks.gpu_parallel " + " ".join(base),

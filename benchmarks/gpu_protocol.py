@@ -88,17 +88,26 @@ def distill_extra(data, seconds: float) -> dict:
             "bpc": data.meta["budget"]["bpc"], "H": data.num_hallucinators, "learned_lr": data.learned_lr}
 
 
+def row_head(key: tuple, arch: str) -> dict:
+    """The identifying columns of a row (key = objective, ipc, method, seed; arch "-" before any network)."""
+    return dict(zip(("objective", "ipc", "method", "seed"), key), arch=arch)
+
+
+def failed_row(key: tuple, arch: str, exc: Exception, extra: dict | None = None) -> dict:
+    """A failure reported as a row, so the protocol goes on and the table shows it."""
+    return {**row_head(key, arch), "error": f"{type(exc).__name__}: {exc}"[:300], **(extra or {})}
+
+
 def scored_row(key: tuple, data, test, ev: EvalConfig, extra: dict) -> dict:
     """One row: ``data`` (key = objective, ipc, method, seed) trained on ``ev.arch`` and scored; a failure is a row."""
-    objective, ipc, method, seed = key
-    head = {"objective": objective, "ipc": ipc, "method": method, "seed": seed, "arch": ev.arch}
     try:
         r = evaluate(data, test, ev)
         st = data.storage()
-        return {**head, "acc": r.mean, "acc_runs": r.accuracies, "eval_s": round(r.train_seconds, 1),
-                "stored_bytes": st.bytes, "ipc_equivalent": round(st.ipc_equivalent, 3), **extra}
+        return {**row_head(key, ev.arch), "acc": r.mean, "acc_runs": r.accuracies,
+                "eval_s": round(r.train_seconds, 1), "stored_bytes": st.bytes,
+                "ipc_equivalent": round(st.ipc_equivalent, 3), **extra}
     except Exception as exc:  # a failed row is reported, the protocol goes on
-        return {**head, "error": f"{type(exc).__name__}: {exc}"[:300], **extra}
+        return failed_row(key, ev.arch, exc, extra)
 
 
 class Protocol:
@@ -152,8 +161,7 @@ class Protocol:
                 data = distill(train, cfg, trajectories=trajectories, preprocessor=pre)
                 extra = distill_extra(data, time.perf_counter() - t)
         except Exception as exc:
-            self.rows.append({"objective": objective, "ipc": ipc, "method": method, "seed": seed, "arch": "-",
-                              "error": f"{type(exc).__name__}: {exc}"[:300]})
+            self.rows.append(failed_row(key, "-", exc))
             self.log(f"{key} failed: {self.rows[-1]['error']}")
             self.save()
             return

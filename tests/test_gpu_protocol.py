@@ -89,3 +89,17 @@ def test_fixed_bank_row_is_the_recipe_and_modest_fast_its_learned_twin():
     assert fixed.lr_hallucinators == 0.0 and fixed.lr_affine == 0.0
     assert learned.lr_hallucinators > 0.0 and learned.lr_affine != 0.0
     assert fixed.resolved_lr_bases == learned.resolved_lr_bases
+
+
+def test_a_failed_evaluation_is_a_row_with_its_key_and_distillation_columns():
+    from benchmarks.gpu_protocol import scored_row
+    from haba_core import EvalConfig
+
+    class Broken:  # a set whose evaluation raises
+        def storage(self):
+            raise AssertionError("not reached")
+
+    row = scored_row(("dm", 11, "idc", 2), Broken(), None, EvalConfig(arch="ConvNet", epochs=1), {"iterations": 7})
+    assert {k: row[k] for k in ("objective", "ipc", "method", "seed", "arch", "iterations")} == {
+        "objective": "dm", "ipc": 11, "method": "idc", "seed": 2, "arch": "ConvNet", "iterations": 7}
+    assert row["error"].split(":")[0] in ("AttributeError", "TypeError") and "acc" not in row
