@@ -99,6 +99,7 @@ def rows_for(dataset: str, partition: str, ipc: int, runs: list[dict], settings:
         return {"dataset": dataset, "partition": label, "ipc": ipc, "method": method, "rounds": k,
                 **summarize(accs, digits=2, loads=[load_average()[0]]),
                 "val_value": summarize(vals, digits=2)["value"] if vals else None,
+                **({"val_values": vals} if vals and len(vals) == len(accs) else {}),
                 "bytes_up": sum(ups) / len(ups), "bytes_down": sum(downs) / len(downs),
                 "total_bytes": (sum(ups) + sum(downs)) / len(ups)}
 

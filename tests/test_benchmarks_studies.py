@@ -136,6 +136,10 @@ def test_federated_quick(tmp_path):
     data = json.loads((tmp_path / "federated.json").read_text())
     methods = {r["method"] for r in data["rows"]}
     assert all(r["val_value"] for r in data["rows"])  # a validation column beside the test column
+    assert all(len(r["val_values"]) == len(r["values"]) for r in data["rows"])  # per seed, for benchmarks.combine
+    from benchmarks.combine import load_rows
+    variants = {r["variant"] for r in load_rows([tmp_path / "federated.json"])}
+    assert {"haba-one-shot", "idc-one-shot"} <= variants and any(v.startswith("fedavg-") for v in variants), variants
     assert {"HaBa one-shot", "IDC one-shot", "FedAvg", "HaBa, one shared bank (bank round + 1)"} <= methods, methods
     shared = next(r for r in data["rows"] if r["method"].startswith("HaBa, one shared bank"))
     assert shared["rounds"] == 2 and shared["n"] == 1 and shared["stored_bytes"] > 0
@@ -248,3 +252,36 @@ def test_compute_matched_refuses_experts_that_saw_the_validation_split(tmp_path)
         assert proc.returncode != 0 and "haba-buffer --val-per-class 30" in proc.stderr
         assert "Traceback" not in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_combine_reads_federated_results_and_tags_files(tmp_path, capsys):
+    from benchmarks.combine import load_rows, main, paired
+
+    def fed(seeds, rows):
+        return {"name": "federated", "meta": {"seeds": seeds}, "rows": rows}
+
+    def row(method, tests, vals=None, val_value=None):
+        r = {"dataset": "cifar10", "partition": "dirichlet α=0.5", "ipc": 2, "method": method, "values": tests,
+             "val_value": val_value, "stored_bytes": 100.0, "total_bytes": 1000.0}
+        return {**r, **({"val_values": vals} if vals else {})}
+
+    (tmp_path / "a.json").write_text(json.dumps(fed([0, 1], [
+        row("HaBa one-shot", [40.0, 42.0], [41.0, 43.0]), row("HaBa, one shared bank (bank round + 1)", [41.0, 41.0], [42.0, 44.0])])))
+    (tmp_path / "b.json").write_text(json.dumps(fed([0], [row("HaBa one-shot", [39.0], val_value="40.50 ± 0.00")])))
+    rows = load_rows([tmp_path / "a.json", f"{tmp_path / 'b.json'}@frozen"])
+    assert {r["variant"] for r in rows} == {"haba-one-shot", "haba-one-shared-bank-bank-round-1", "haba-one-shot@frozen"}
+    d = paired(rows, "haba-one-shared-bank-bank-round-1", "haba-one-shot", "acc_test")
+    assert (d["per seed"], d["ahead"]) == ("+1.00, −1.00", "1/2")
+    d = paired(rows, "haba-one-shot", "haba-one-shot@frozen")  # validation of a one-seed file read from val_value
+    assert (d["per seed"], d["ahead"]) == ("+0.50", "1/1")
+    main([str(tmp_path / "a.json"), f"{tmp_path / 'b.json'}@frozen", "--pairs", "haba-one-shot:haba-one-shot@frozen"])
+    out = capsys.readouterr().out
+    assert "| haba-one-shot@frozen | HaBa one-shot | 40.50 ± 0.00 | 39.00 ± 0.00 | 1 |" in out
+    (tmp_path / "c.json").write_text(json.dumps(fed([0, 1], [row("HaBa one-shot", [40.0])])))
+    with pytest.raises(SystemExit, match="1 test values for 2 seeds"):
+        load_rows([tmp_path / "c.json"])
+    with pytest.raises(SystemExit, match="haba-one-shot seed 0 is in both"):
+        load_rows([tmp_path / "a.json", tmp_path / "b.json"])  # untagged: the same variant twice
+    (tmp_path / "m.json").write_text(json.dumps({"rows": [{"variant": "idc", "seed": 0, "acc": 40.0}]}))
+    with pytest.raises(SystemExit, match="cannot share one table"):
+        load_rows([tmp_path / "a.json", tmp_path / "m.json"])
