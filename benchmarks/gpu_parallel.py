@@ -121,9 +121,9 @@ def as_variants(rows: list[dict]) -> list[dict]:
 def with_cross_arch_mean(rows: list[dict], archs: list[str]) -> list[dict]:
     """``rows`` plus, per set that has a score on every one of ``archs``, a row holding their mean."""
     out = list(rows)
-    scored = [r for r in rows if "acc" in r]
+    scored = as_variants(rows)
     for cell in dict.fromkeys((r["objective"], r["ipc"]) for r in scored):
-        sets = as_variants([r for r in scored if (r["objective"], r["ipc"]) == cell])
+        sets = [r for r in scored if (r["objective"], r["ipc"]) == cell]
         for method, seed in dict.fromkeys((r["method"], r["seed"]) for r in sets):
             mean = arch_mean(sets, method, seed, archs)
             if mean is not None:
