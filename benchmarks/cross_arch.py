@@ -53,7 +53,7 @@ def find_sets(roots: list[str]) -> list[tuple[str, int, Path]]:
 
 
 # What makes two results files' rows comparable: scored on the same images by the same training recipe.
-SCORING_ARGS = ("dataset", "split", "test_limit", "epochs", "runs", "net_width")
+SCORING_ARGS = ("dataset", "split", "test_limit", "epochs", "runs", "net_width", "lr")
 
 
 def read_results(out: Path, args: argparse.Namespace) -> list[dict]:
@@ -142,6 +142,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--runs", type=int, default=1, help="evaluation runs per set and network")
     p.add_argument("--epochs", type=int, default=300)
     p.add_argument("--net-width", type=int, default=32, help="ConvNet width, if ConvNet is among --archs")
+    p.add_argument("--lr", type=float, default=None,
+                   help="evaluation learning rate (default: a set's learned one, as MTT ships, else 0.01)")
     p.add_argument("--coresets", default="", help="also score these coresets (random,herding) at --ipc per seed")
     p.add_argument("--ipc", type=int, default=None, help="IPC of the --coresets rows")
     p.add_argument("--pairs", default="", help="A:B[,A:B]: per-seed differences of the cross-architecture mean")
@@ -153,6 +155,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error("--coresets needs --ipc")
     if args.runs < 1 or args.epochs < 1:
         p.error("--runs and --epochs must be ≥ 1")
+    if args.lr is not None and not 0 < args.lr < 10:
+        p.error("--lr must be in (0, 10)")
     return args
 
 
@@ -181,10 +185,10 @@ def run(args: argparse.Namespace, archs: list[str], rows: list[dict], meta: dict
                 data = (FactorizedDataset.load(path) if path is not None
                         else select_coreset(train, args.ipc, variant.removesuffix("-coreset"), seed=seed))
             ev = EvalConfig(arch=arch, runs=args.runs, epochs=args.epochs, net_width=args.net_width, seed=seed,
-                            device=args.device)
+                            device=args.device, lr=args.lr)
             r = evaluate(data, test, ev)
             rows.append({"variant": variant, "seed": seed, "arch": arch, "acc": r.mean, "acc_runs": r.accuracies,
-                         "eval_s": round(r.train_seconds, 1), "stored_bytes": data.storage().bytes,
+                         "lr": r.extra["lr"], "eval_s": round(r.train_seconds, 1), "stored_bytes": data.storage().bytes,
                          "set": str(path) if path is not None else None})
             print(f"{variant} seed {seed} {arch}: {r.mean:.2f}% ({r.train_seconds:.0f} s)", flush=True)
             save_results(Path(args.out), rows, meta)

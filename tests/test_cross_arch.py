@@ -102,3 +102,14 @@ def test_rows_scored_with_other_settings_are_neither_merged_nor_resumed(saved_se
     (tmp_path / "bare" / cross_arch.RESULTS).write_text(json.dumps({"rows": []}))
     with pytest.raises(SystemExit, match="cannot read the scoring settings"):
         cross_arch.main(_argv(saved_sets, tmp_path / "test", "--merge", str(tmp_path / "bare")))
+
+
+def test_lr_overrides_the_sets_learned_one_and_is_a_scoring_setting(saved_sets, tmp_path):
+    sets = str(saved_sets / "idc_seed0")
+    cross_arch.main(_argv(sets, tmp_path / "a", "--archs", "AlexNet", "--lr", "0.02"))
+    rows = json.loads((tmp_path / "a" / cross_arch.RESULTS).read_text())["rows"]
+    assert [r["lr"] for r in rows] == [0.02]
+    with pytest.raises(SystemExit, match="other settings.*lr=0.02"):
+        cross_arch.main(_argv(sets, tmp_path / "a", "--archs", "AlexNet"))  # resuming at another lr
+    with pytest.raises(SystemExit):
+        cross_arch.main(_argv(sets, tmp_path / "b", "--lr", "0"))
