@@ -36,7 +36,10 @@ def load_rows(paths: list[Path | str]) -> list[dict]:
             raise SystemExit(f"cannot read {path}: {err}") from None
         if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
             raise SystemExit(f"{path}: not a study result (no 'rows' list)")
-        file_rows = federated_rows(data, path) if data.get("name") == "federated" else data["rows"]
+        try:
+            file_rows = federated_rows(data, path) if data.get("name") == "federated" else data["rows"]
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+            raise SystemExit(f"{path}: a malformed federated result ({err!r})") from None
         if rows and any("method" in r for r in file_rows) != ("method" in rows[0]):
             raise SystemExit(f"{path}: federated and compute-matched results cannot share one table")
         for row in file_rows:

@@ -280,6 +280,9 @@ def test_combine_reads_federated_results_and_tags_files(tmp_path, capsys):
     (tmp_path / "c.json").write_text(json.dumps(fed([0, 1], [row("HaBa one-shot", [40.0])])))
     with pytest.raises(SystemExit, match="1 test values for 2 seeds"):
         load_rows([tmp_path / "c.json"])
+    (tmp_path / "d.json").write_text(json.dumps(fed([0], [{"method": "HaBa one-shot", "values": [40.0]}])))
+    with pytest.raises(SystemExit, match="malformed federated result"):
+        load_rows([tmp_path / "d.json"])  # no dataset / partition / ipc
     with pytest.raises(SystemExit, match="haba-one-shot seed 0 is in both"):
         load_rows([tmp_path / "a.json", tmp_path / "b.json"])  # untagged: the same variant twice
     (tmp_path / "m.json").write_text(json.dumps({"rows": [{"variant": "idc", "seed": 0, "acc": 40.0}]}))
