@@ -29,7 +29,7 @@ def load_rows(paths: list[Path | str]) -> list[dict]:
     """Every row of every file (``FILE@TAG`` tags its variants); one row per (variant, seed), or SystemExit."""
     rows, seen = [], {}
     for arg in paths:
-        path, _, tag = str(arg).rpartition("@") if "@" in str(arg) and not Path(arg).exists() else (str(arg), "", "")
+        path, tag = split_tag(str(arg))
         try:
             data = json.loads(Path(path).read_text())
         except (OSError, ValueError) as err:
@@ -51,6 +51,14 @@ def load_rows(paths: list[Path | str]) -> list[dict]:
             seen[key] = path
             rows.append(row)
     return rows
+
+
+def split_tag(arg: str) -> tuple[str, str]:
+    """``FILE@TAG`` → ``(FILE, TAG)``; a path that exists as written (an ``@`` in its name) has no tag."""
+    if "@" not in arg or Path(arg).exists():
+        return arg, ""
+    path, _, tag = arg.rpartition("@")
+    return path, tag
 
 
 def slug(method: str) -> str:
