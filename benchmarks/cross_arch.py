@@ -25,6 +25,7 @@ from pathlib import Path
 
 from haba_core import EvalConfig, FactorizedDataset, evaluate, select_coreset
 from haba_core.atomic import atomic_path
+from haba_core.evaluate import LEARNED_LR_SCOPES
 
 from .combine import paired, parse_pairs
 from .datasets import load_pair, load_splits
@@ -53,7 +54,15 @@ def find_sets(roots: list[str]) -> list[tuple[str, int, Path]]:
 
 
 # What makes two results files' rows comparable: scored on the same images by the same training recipe.
-SCORING_ARGS = ("dataset", "split", "test_limit", "epochs", "runs", "net_width", "lr")
+SCORING_ARGS = ("dataset", "split", "test_limit", "epochs", "runs", "net_width", "lr", "learned_lr_on")
+
+
+def scoring_settings(args: dict) -> dict:
+    """``args``' values of SCORING_ARGS; where a learned lr applies does not matter under an explicit --lr, and
+    results saved before ``--learned-lr-on`` existed used a learned lr on every network."""
+    settings = {k: args.get(k) for k in SCORING_ARGS}
+    settings["learned_lr_on"] = None if args.get("lr") is not None else args.get("learned_lr_on", "every-network")
+    return settings
 
 
 def read_results(out: Path, args: argparse.Namespace) -> list[dict]:
@@ -66,8 +75,8 @@ def read_results(out: Path, args: argparse.Namespace) -> list[dict]:
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise SystemExit(f"cannot read {path}: {err}") from None
     try:
-        saved = doc["meta"]["args"]
-        differ = [k for k in SCORING_ARGS if saved.get(k) != getattr(args, k)]
+        saved, wanted = scoring_settings(doc["meta"]["args"]), scoring_settings(vars(args))
+        differ = [k for k in SCORING_ARGS if saved[k] != wanted[k]]
     except (KeyError, TypeError, AttributeError) as err:
         raise SystemExit(f"cannot read the scoring settings of {path}: {err!r}") from None
     if differ:
@@ -143,7 +152,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=300)
     p.add_argument("--net-width", type=int, default=32, help="ConvNet width, if ConvNet is among --archs")
     p.add_argument("--lr", type=float, default=None,
-                   help="evaluation learning rate (default: a set's learned one, as MTT ships, else 0.01)")
+                   help="evaluation learning rate (default: haba_core.evaluation_lr — a set's learned one on the "
+                        "network it was learned through, else 0.01)")
+    p.add_argument("--learned-lr-on", choices=LEARNED_LR_SCOPES, default="same-network",
+                   help="'every-network': a set's learned lr on every network, as MTT's code evaluates")
     p.add_argument("--coresets", default="", help="also score these coresets (random,herding) at --ipc per seed")
     p.add_argument("--ipc", type=int, default=None, help="IPC of the --coresets rows")
     p.add_argument("--pairs", default="", help="A:B[,A:B]: per-seed differences of the cross-architecture mean")
@@ -185,7 +197,7 @@ def run(args: argparse.Namespace, archs: list[str], rows: list[dict], meta: dict
                 data = (FactorizedDataset.load(path) if path is not None
                         else select_coreset(train, args.ipc, variant.removesuffix("-coreset"), seed=seed))
             ev = EvalConfig(arch=arch, runs=args.runs, epochs=args.epochs, net_width=args.net_width, seed=seed,
-                            device=args.device, lr=args.lr)
+                            device=args.device, lr=args.lr, learned_lr_on=args.learned_lr_on)
             r = evaluate(data, test, ev)
             rows.append({"variant": variant, "seed": seed, "arch": arch, "acc": r.mean, "acc_runs": r.accuracies,
                          "lr": r.extra["lr"], "eval_s": round(r.train_seconds, 1), "stored_bytes": data.storage().bytes,

@@ -23,6 +23,7 @@ from haba_core import RECIPES, ConfigError, DistillConfig, EvalConfig
 from haba_core import recipe as recipe_settings
 from haba_core.config_layers import check_value, merge_layers, parse_set
 from haba_core.distillation.recipes import DEFAULT_RECIPE, default_recipe_for
+from haba_core.evaluate import LEARNED_LR_SCOPES
 
 from .cli_errors import _toml
 from .presets import resolve_config
@@ -54,6 +55,7 @@ class RunSettings:
     eval_runs: int = 5
     eval_dsa: bool = True
     eval_lr: float | None = None
+    eval_learned_lr_on: str = "same-network"  # or "every-network" (haba_core.evaluate.evaluation_lr)
     eval_batch_size: int = 256
     val_per_class: int = 0  # > 0: distil on train minus a fixed validation split, score both (haba_core.validation_split)
     threads: int | None = None
@@ -133,8 +135,9 @@ class ResolvedRun:
     def eval_config(self) -> EvalConfig:
         d, s = self.distill, self.settings
         return EvalConfig(arch=s.eval_arch, runs=s.eval_runs, epochs=s.eval_epochs, lr=s.eval_lr,
-                          batch_size=s.eval_batch_size, dsa=s.eval_dsa, net_width=d.net_width,
-                          net_depth=d.net_depth, net_norm=d.net_norm, seed=d.seed, device=d.device)
+                          learned_lr_on=s.eval_learned_lr_on, batch_size=s.eval_batch_size, dsa=s.eval_dsa,
+                          net_width=d.net_width, net_depth=d.net_depth, net_norm=d.net_norm, seed=d.seed,
+                          device=d.device)
 
     def as_dict(self) -> dict[str, Any]:
         return {"distill": self.distill.to_dict(), "run": asdict(self.settings), "eval": asdict(self.eval_config()),
@@ -245,3 +248,6 @@ def check_ranges(cfg: DistillConfig, settings: RunSettings) -> None:
         raise ConfigError(f"eval_batch_size must be >= 1, got {settings.eval_batch_size}")
     if settings.eval_lr is not None and not settings.eval_lr > 0:
         raise ConfigError(f"eval_lr must be > 0, got {settings.eval_lr}")
+    if settings.eval_learned_lr_on not in LEARNED_LR_SCOPES:
+        raise ConfigError(f"eval_learned_lr_on must be one of {', '.join(LEARNED_LR_SCOPES)}, "
+                          f"got {settings.eval_learned_lr_on!r}")

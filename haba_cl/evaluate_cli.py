@@ -17,6 +17,7 @@ from haba_core import (KNOWN_NETWORKS, ConfigError, EvalConfig, FactorizedDatase
                        evaluate, load_dataset, validation_split)
 from haba_core.atomic import write_json
 from haba_core.data import MAX_VAL_PER_CLASS, is_val_per_class
+from haba_core.evaluate import LEARNED_LR_SCOPES
 
 from . import report
 from .cli_parser import OneLineParser
@@ -45,7 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None,
                    help="training epochs per run (default: the eval_epochs recorded in OUT_DIR/metrics.json, "
                         f"else {_E.epochs})")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: the learned MTT lr, else 0.01)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default: the learned MTT lr on the network it was learned through, else 0.01)")
+    p.add_argument("--learned-lr-on", choices=LEARNED_LR_SCOPES, default=_E.learned_lr_on,
+                   help="where a learned MTT lr applies without --lr: 'same-network' (default; other networks train "
+                        "at 0.01, as a learned lr can break them) or 'every-network' (MTT's and HaBa's public code)")
     p.add_argument("--batch-size", type=int, default=_E.batch_size, help=f"minibatch size (default: {_E.batch_size})")
     p.add_argument("--dsa", action=argparse.BooleanOptionalAction, default=None,
                    help="DSA augmentation while training (default: as recorded in OUT_DIR/metrics.json, else true)")
@@ -138,6 +143,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         runs=args.runs,
         epochs=args.epochs if args.epochs is not None else int(recorded.get("epochs", _E.epochs)),
         lr=args.lr,
+        learned_lr_on=args.learned_lr_on,
         batch_size=args.batch_size,
         dsa=args.dsa if args.dsa is not None else bool(recorded.get("dsa", _E.dsa)),
         net_width=args.net_width or int(distilled.get("net_width", _E.net_width)),
@@ -157,14 +163,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if val is not None:
             r.update(val_mean=ev.also("val").mean, val_std=ev.also("val").std)
         if not args.quiet:
-            print(f"  {arch}: {r['mean']:.2f} ± {r['std']:.2f} %", file=sys.stderr, flush=True)
+            print(f"  {arch}: {r['mean']:.2f} ± {r['std']:.2f} % (lr {ev.extra['lr']:.4g})", file=sys.stderr, flush=True)
     summary = {
         "result_dir": str(out_dir),
         "dataset": test.name,
         "data_root": root,
         "val_per_class": per_class if val is not None else 0,
         "results": results,
-        "architectures": [{"arch": a, "mean": r["mean"], "std": r["std"], "runs": r["runs"]} for a, r in results.items()],
+        "architectures": [{"arch": a, "mean": r["mean"], "std": r["std"], "runs": r["runs"], "lr": r["extra"]["lr"]}
+                          for a, r in results.items()],
         "config": asdict(base),
         "storage": data.storage().as_dict(),
         "toolkit_version": __version__,

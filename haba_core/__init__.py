@@ -17,7 +17,7 @@ from .distillation import RECIPES, DistillConfig, config_plan, distill, network_
 from .distillation.recipes import default_recipe_for
 from .errors import (BudgetError, ConfigError, DatasetNotFoundError, DistillationInterrupted, FormatError,
                      HabaError, NonFiniteLossError, UnknownNameError)
-from .evaluate import EvalConfig, EvalResult, evaluate, test_accuracy, train_on_synthetic
+from .evaluate import EvalConfig, EvalResult, evaluate, evaluation_lr, test_accuracy, train_on_synthetic
 from .factorization import HallucinatorBank, HallucinatorConfig, SyntheticSet
 from .factorized_dataset import FactorizedDataset
 from .loss_terms import active_loss_terms, shown_losses
@@ -34,7 +34,7 @@ __all__ = [
     "VAL_SEED", "validation_split",
     "DistillConfig", "distill", "network_factory", "RECIPES", "recipe", "recipe_config", "config_plan", "BudgetError", "ConfigError", "DatasetNotFoundError",
     "DistillationInterrupted",
-    "FormatError", "HabaError", "NonFiniteLossError", "UnknownNameError", "EvalConfig", "EvalResult", "evaluate",
+    "FormatError", "HabaError", "NonFiniteLossError", "UnknownNameError", "EvalConfig", "EvalResult", "evaluate", "evaluation_lr",
     "HallucinatorBank", "HallucinatorConfig", "SyntheticSet", "FactorizedDataset", "KNOWN_NETWORKS",
     "get_network", "DCConfig", "DMConfig", "ExpertConfig", "MTTConfig", "train_experts", "Preprocessor",
     "__version__", "ZCA",

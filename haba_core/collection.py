@@ -38,6 +38,9 @@ class FactorizedCollection:
         self.classes = first.classes
         lrs = [p.learned_lr for p in parts if p.learned_lr is not None]
         self.learned_lr = sum(lrs) / len(lrs) if lrs else None
+        networks = {p.learned_lr_network for p in parts if p.learned_lr is not None}
+        # the parts' common network; None (unknown) when they disagree or do not say
+        self.learned_lr_network = networks.pop() if len(networks) == 1 else None
 
     @property
     def num_classes(self) -> int:

@@ -2,7 +2,7 @@
 
 The literature's schedule: SGD (momentum 0.9, weight decay 5e-4), learning rate ×0.1 at half the
 epochs, DSA augmentation on every minibatch, batch 256. Trajectory-matching results start from their
-learned learning rate. Every epoch each basis passes through a randomly chosen hallucinator (batched,
+learned learning rate on the network it was learned through. Every epoch each basis passes through a randomly chosen hallucinator (batched,
 no gradients) — the hallucinators act as learned, online data augmentors (paper Sec. 4.1).
 """
 
@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from .adversary import supervised_contrastive_loss
 from .augment import DSA
 from .data import ImageDataset
+from .errors import ConfigError
 from .collection import FactorizedCollection
 from .factorized_dataset import FactorizedDataset
 from .networks import get_network
@@ -27,9 +28,17 @@ from .objectives import seeded_network
 from .runtime import resolve_device
 
 
+DEFAULT_LR = 0.01
+LEARNED_LR_SCOPES = ("same-network", "every-network")
+
+
 @dataclass
 class EvalConfig:
-    """Downstream training settings; ``lr=None`` uses the learned lr if there is one, else 0.01.
+    """Downstream training settings.
+
+    ``lr=None`` picks the rate from the set (:func:`evaluation_lr`): its learned lr (trajectory matching) on
+    the network it was learned through, else ``DEFAULT_LR``; ``learned_lr_on="every-network"`` applies the
+    learned lr to every architecture, as MTT's and HaBa's public evaluation code does.
 
     ``hallucinations_per_basis``: how many distinct hallucinators each basis goes through per epoch
     (1 = the paper's protocol, where the hallucinators act as online augmentors and an epoch has |B|
@@ -40,6 +49,7 @@ class EvalConfig:
     runs: int = 5
     epochs: int = 300
     lr: float | None = None
+    learned_lr_on: str = "same-network"
     batch_size: int = 256
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -78,6 +88,24 @@ class EvalResult:
         d = asdict(self)
         d.update(mean=self.mean, std=self.std, runs=len(self.accuracies))
         return d
+
+
+def evaluation_lr(data: FactorizedDataset | FactorizedCollection, config: EvalConfig) -> float:
+    """The downstream learning rate: ``config.lr`` if given; else the set's learned lr where it applies, else
+    ``DEFAULT_LR``. A learned lr was learned through one network (ConvNet at CPU scale, ≈ 0.04) and can break
+    others (VGG11 trains to 14–19 % at it, 38 % at 0.01; BENCHMARKS.md), so by default it is used only on that
+    network — or on any network when the set does not say which."""
+    if config.lr is not None:
+        return config.lr
+    if config.learned_lr_on not in LEARNED_LR_SCOPES:
+        raise ConfigError(f"learned_lr_on must be one of {', '.join(LEARNED_LR_SCOPES)}, got {config.learned_lr_on!r}")
+    learned = data.learned_lr
+    if learned is None:
+        return DEFAULT_LR
+    network = getattr(data, "learned_lr_network", None)
+    if config.learned_lr_on == "every-network" or network is None or network.lower() == config.arch.lower():
+        return learned
+    return DEFAULT_LR
 
 
 def build_eval_network(config: EvalConfig, image_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
@@ -158,7 +186,7 @@ def evaluate(data: FactorizedDataset | FactorizedCollection, test: ImageDataset,
     others = {name: (data.preprocessor(ds.images.to(device)), ds.labels.to(device))
               for name, ds in (also or {}).items()}
     also_accs: dict[str, list[float]] = {name: [] for name in others}
-    lr = config.lr if config.lr is not None else (data.learned_lr if data.learned_lr is not None else 0.01)
+    lr = evaluation_lr(data, config)
     accs: list[float] = []
     t0 = time.perf_counter()
     for run in range(config.runs):

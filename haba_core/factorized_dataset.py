@@ -89,6 +89,12 @@ class FactorizedDataset(Dataset):
         return self.synthetic.image_shape
 
     @property
+    def learned_lr_network(self) -> str | None:
+        """The network the learned lr was learned through (``meta.json``'s ``config.network``), if known."""
+        network = (self.meta.get("config") or {}).get("network")
+        return network if self.learned_lr is not None and isinstance(network, str) else None
+
+    @property
     def num_hallucinators(self) -> int:
         return self.synthetic.num_hallucinators
 

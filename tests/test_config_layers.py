@@ -54,3 +54,12 @@ def test_every_entry_point_reads_set_the_same_way():
     assert cl.distill == {"hallucinator": {"depth": 3}, "dm": {"batch_real": 16}, "net_width": 8}
     fl = run_config_overrides(fl_parser().parse_args(["--set", "train-limit=100", "--set", "recipe=paper"]), "haba")
     assert fl["train-limit"] == 100 and fl["recipe"] == "paper"
+
+
+def test_where_a_learned_eval_lr_applies_is_a_checked_run_setting():
+    from haba_cl.distill_settings import resolve
+
+    assert resolve(None, [], {}).eval_config().learned_lr_on == "same-network"
+    assert resolve(None, ["eval_learned_lr_on=every-network"], {}).eval_config().learned_lr_on == "every-network"
+    with pytest.raises(ConfigError, match="eval_learned_lr_on"):
+        resolve(None, ["eval_learned_lr_on=sometimes"], {})

@@ -113,3 +113,24 @@ def test_lr_overrides_the_sets_learned_one_and_is_a_scoring_setting(saved_sets, 
         cross_arch.main(_argv(sets, tmp_path / "a", "--archs", "AlexNet"))  # resuming at another lr
     with pytest.raises(SystemExit):
         cross_arch.main(_argv(sets, tmp_path / "b", "--lr", "0"))
+
+
+def test_where_a_learned_lr_applies_is_a_scoring_setting_unless_lr_is_given(saved_sets, tmp_path, monkeypatch):
+    sets = str(saved_sets / "idc_seed0")
+    one = ["--archs", "AlexNet"]
+    cross_arch.main(_argv(sets, tmp_path / "a", *one))
+    with pytest.raises(SystemExit, match="learned_lr_on='same-network'"):
+        cross_arch.main(_argv(sets, tmp_path / "a", *one, "--learned-lr-on", "every-network"))
+    # results saved before the option existed used a learned lr on every network
+    path = tmp_path / "a" / cross_arch.RESULTS
+    doc = json.loads(path.read_text())
+    del doc["meta"]["args"]["learned_lr_on"]
+    path.write_text(json.dumps(doc))
+    monkeypatch.setattr(cross_arch, "evaluate", lambda *a, **k: pytest.fail("re-evaluated a finished row"))
+    cross_arch.main(_argv(sets, tmp_path / "a", *one, "--learned-lr-on", "every-network"))
+    with pytest.raises(SystemExit, match="other settings"):
+        cross_arch.main(_argv(sets, tmp_path / "a", *one))
+    monkeypatch.undo()
+    cross_arch.main(_argv(sets, tmp_path / "b", *one, "--lr", "0.02"))
+    monkeypatch.setattr(cross_arch, "evaluate", lambda *a, **k: pytest.fail("re-evaluated a finished row"))
+    cross_arch.main(_argv(sets, tmp_path / "b", *one, "--lr", "0.02", "--learned-lr-on", "every-network"))

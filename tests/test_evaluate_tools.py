@@ -79,3 +79,21 @@ def test_grids_have_caption_and_class_labels(mnist_result, tmp_path):
     assert img.width > cell + 2  # a label margin left of one column of bases
     margin = torch.tensor(list(img.crop((0, 20, 20, img.height)).getdata()))
     assert int((margin < 128).sum()) > 0  # dark text (class names) in the left margin
+
+
+def test_a_learned_lr_trains_only_its_own_network_unless_asked(mnist_result, tmp_path):
+    _, out = mnist_result
+    plain = FactorizedDataset.load(out)
+    meta = {**plain.meta, "config": {**plain.meta.get("config", {}), "network": "ConvNet"}}
+    mtt = tmp_path / "mtt"
+    FactorizedDataset(plain.synthetic, plain.preprocessor, plain.classes, meta, 0.05).save(mtt)
+    (mtt / "metrics.json").write_text((out / "metrics.json").read_text())  # the recorded data root
+    lrs = {}
+    for scope in ("same-network", "every-network"):
+        ran = run_main(main, [str(mtt), *FAST, "--arch", "ConvNet,AlexNet", "--learned-lr-on", scope])
+        assert ran.code == 0, ran.err
+        lrs[scope] = [r["lr"] for r in json.loads((mtt / "eval.json").read_text())["architectures"]]
+    assert lrs["same-network"] == [pytest.approx(0.05), 0.01]
+    assert lrs["every-network"] == [pytest.approx(0.05), pytest.approx(0.05)]
+    bad = run_main(main, [str(mtt), *FAST, "--learned-lr-on", "sometimes"])
+    assert bad.code == 2 and "Traceback" not in bad.err
