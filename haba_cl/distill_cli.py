@@ -142,8 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--eval-runs", type=int, help=f"evaluation runs (fresh networks; 0 = no evaluation) {_default(_R.eval_runs)}")
     g.add_argument("--eval-dsa", action=argparse.BooleanOptionalAction,
                    help=f"DSA augmentation while training evaluation networks {_default(str(_R.eval_dsa).lower())}")
-    g.add_argument("--eval-lr", type=float, help="evaluation learning rate (default: the learned MTT lr on the network it was learned "
-                        "through, else 0.01; --set eval_learned_lr_on=every-network applies it to any --eval-arch)")
+    g.add_argument("--eval-lr", type=float,
+                   help="evaluation learning rate (default: the learned MTT lr on the network it was learned through, "
+                        "else 0.01; --set eval_learned_lr_on=every-network applies it to any --eval-arch)")
     g.add_argument("--val-per-class", type=int,
                    help="distil on the training set minus a fixed, seeded validation split of this many images per "
                         "class and score the same evaluation networks on it beside the test split: choose recipes "

@@ -163,7 +163,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if val is not None:
             r.update(val_mean=ev.also("val").mean, val_std=ev.also("val").std)
         if not args.quiet:
-            print(f"  {arch}: {r['mean']:.2f} ± {r['std']:.2f} % (lr {ev.extra['lr']:.4g})", file=sys.stderr, flush=True)
+            print(f"  {arch}: {r['mean']:.2f} ± {r['std']:.2f} % (lr {ev.extra['lr']:.4g})", file=sys.stderr,
+                  flush=True)
     summary = {
         "result_dir": str(out_dir),
         "dataset": test.name,

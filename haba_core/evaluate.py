@@ -2,8 +2,9 @@
 
 The literature's schedule: SGD (momentum 0.9, weight decay 5e-4), learning rate ×0.1 at half the
 epochs, DSA augmentation on every minibatch, batch 256. Trajectory-matching results start from their
-learned learning rate on the network it was learned through. Every epoch each basis passes through a randomly chosen hallucinator (batched,
-no gradients) — the hallucinators act as learned, online data augmentors (paper Sec. 4.1).
+learned learning rate on the network it was learned through (:func:`evaluation_lr`). Every epoch each basis
+passes through a randomly chosen hallucinator (batched, no gradients) — the hallucinators act as learned,
+online data augmentors (paper Sec. 4.1).
 """
 
 from __future__ import annotations
