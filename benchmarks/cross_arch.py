@@ -154,7 +154,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=None,
                    help="evaluation learning rate (default: haba_core.evaluation_lr — a set's learned one on the "
                         "network it was learned through, else 0.01)")
-    p.add_argument("--learned-lr-on", choices=LEARNED_LR_SCOPES, default="same-network",
+    p.add_argument("--learned-lr-on", choices=LEARNED_LR_SCOPES, default=EvalConfig.learned_lr_on,
                    help="'every-network': a set's learned lr on every network, as MTT's code evaluates")
     p.add_argument("--coresets", default="", help="also score these coresets (random,herding) at --ipc per seed")
     p.add_argument("--ipc", type=int, default=None, help="IPC of the --coresets rows")

@@ -55,7 +55,7 @@ class RunSettings:
     eval_runs: int = 5
     eval_dsa: bool = True
     eval_lr: float | None = None
-    eval_learned_lr_on: str = "same-network"  # or "every-network" (haba_core.evaluate.evaluation_lr)
+    eval_learned_lr_on: str = EvalConfig.learned_lr_on  # or "every-network" (haba_core.evaluation_lr)
     eval_batch_size: int = 256
     val_per_class: int = 0  # > 0: distil on train minus a fixed validation split, score both (haba_core.validation_split)
     threads: int | None = None

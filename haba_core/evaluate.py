@@ -103,7 +103,7 @@ def evaluation_lr(data: FactorizedDataset | FactorizedCollection, config: EvalCo
     learned = data.learned_lr
     if learned is None:
         return DEFAULT_LR
-    network = getattr(data, "learned_lr_network", None)
+    network = data.learned_lr_network
     if config.learned_lr_on == "every-network" or network is None or network.lower() == config.arch.lower():
         return learned
     return DEFAULT_LR
